@@ -1,0 +1,213 @@
+"""Rerun the notebooks headlessly with papermill and record what produced the results.
+
+``python -m cellcutter_nb reproduce --profile quick`` (what ``make reproduce`` runs)
+executes ``notebooks/NN_*.ipynb`` in order, writes executed copies to
+``results/<profile>/notebooks/``, figures to ``figures/`` (``results/smoke/figures/``
+for the smoke profile, so CI never overwrites the committed figures), tables to
+``results/<profile>/tables/``, and a ``REPORT.md`` with wall times, versions,
+device and commit. A failing notebook stops the run with a non-zero exit that
+names the notebook and the failing cell; its executed copy is kept.
+
+Examples
+--------
+>>> from cellcutter_nb.runner import discover
+>>> [p.name for p in discover()][:1]
+['01_data.ipynb']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .config import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PACKAGES = ("numpy", "scipy", "scikit-image", "scikit-learn", "pandas", "keras",
+            "tensorflow-cpu", "tensorflow", "jax", "PyMaxflow", "centrosome", "papermill")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names it, the cell and where the copy is."""
+
+
+@dataclass
+class RunPaths:
+    """Where one profile's outputs go."""
+
+    results: Path
+    notebooks: Path
+    tables: Path
+    figures: Path
+
+    @classmethod
+    def for_profile(cls, profile: str, root: Path = ROOT) -> RunPaths:
+        results = root / "results" / profile
+        figures = results / "figures" if profile == "smoke" else root / "figures"
+        return cls(results, results / "notebooks", results / "tables", figures)
+
+    def make(self) -> None:
+        for p in (self.results, self.notebooks, self.tables, self.figures):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def discover(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Numbered notebooks (``NN_name.ipynb``) in reading order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """Notebooks whose number or name starts with one of ``only`` (all when empty).
+
+    Raises
+    ------
+    ValueError
+        When a selector matches no notebook; the message lists them.
+    """
+    if not only:
+        return notebooks
+    chosen = []
+    for key in only:
+        hits = [p for p in notebooks if p.stem.startswith(key) or p.stem == key]
+        if not hits:
+            names = ", ".join(p.stem for p in notebooks)
+            raise ValueError(f"--only {key!r} matches no notebook; choose from: {names}.")
+        chosen += [h for h in hits if h not in chosen]
+    return sorted(chosen)
+
+
+def kernel_env() -> dict[str, str]:
+    """Environment for the notebook kernels: quiet TensorFlow, non-interactive matplotlib."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+    return {k: os.environ.get(k, v) for k, v in env.items()}
+
+
+def run_notebook(path: Path, out: Path, parameters: dict, cwd: Path = ROOT) -> float:
+    """Execute one notebook with papermill; returns wall seconds.
+
+    Raises
+    ------
+    NotebookFailed
+        Naming the notebook, the failing cell and the kept executed copy.
+    """
+    import papermill as pm
+
+    os.environ.update(kernel_env())
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(cwd),
+                            kernel_name="python3", progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(
+            f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+            f"executed copy kept at {out}") from None
+    return time.perf_counter() - t0
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Current commit (with ``+dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, float],
+                 started: str) -> Path:
+    """Write ``REPORT.md`` (run facts and per-notebook wall time) and the figure manifest."""
+    prof = get_profile(profile)
+    commit = git_commit()
+    lines = [f"# Reproduction report — profile `{profile}`", "",
+             f"- started: {started}", f"- git commit: {commit}", f"- seed: {seed}",
+             f"- machine: {platform.platform()}, {os.cpu_count()} CPU cores",
+             f"- profile settings: `{json.dumps(prof.__dict__)}`", "",
+             "## Wall time per notebook", "", "| notebook | seconds |", "|---|---:|"]
+    lines += [f"| {name} | {sec:.1f} |" for name, sec in timings.items()]
+    lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in versions().items()]
+    tables = sorted(paths.tables.glob("*.csv"))
+    if tables:
+        lines += ["", "## Tables", ""] + [f"- `tables/{t.name}`" for t in tables]
+    report = paths.results / "REPORT.md"
+    report.write_text("\n".join(lines) + "\n")
+    manifest = paths.figures / "MANIFEST.md"
+    figs = sorted(p.name for p in paths.figures.glob("*.png"))
+    manifest.write_text("\n".join(
+        ["# Figures", "", f"Produced by `make reproduce PROFILE={profile}` on {started}, "
+         f"commit {commit}, {platform.platform()} (CPU count {os.cpu_count()}).", ""]
+        + [f"- {f}" for f in figs]) + "\n")
+    return report
+
+
+def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int = 0,
+              root: Path = ROOT) -> Path:
+    """Run the selected notebooks for ``profile`` and write the report.
+
+    Returns
+    -------
+    Path
+        The ``REPORT.md`` written.
+    """
+    get_profile(profile)  # validates the name
+    notebooks = select(discover(root / "notebooks"), only)
+    paths = RunPaths.for_profile(profile, root)
+    paths.make()
+    started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    timings: dict[str, float] = {}
+    for nb in notebooks:
+        params = {"profile": profile, "seed": seed, "figures_dir": str(paths.figures),
+                  "tables_dir": str(paths.tables)}
+        print(f"[{profile}] {nb.name} ...", flush=True)
+        timings[nb.stem] = run_notebook(nb, paths.notebooks / nb.name, params, cwd=root)
+        print(f"[{profile}] {nb.name} done in {timings[nb.stem]:.1f} s", flush=True)
+    return write_report(paths, profile, seed, timings, started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m cellcutter_nb``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cellcutter_nb",
+                                     description="Reproduce Din & Yu (2021) with notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run the notebooks with papermill")
+    rep.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for nb in discover():
+            print(nb.stem)
+        return 0
+    try:
+        report = reproduce(args.profile, args.only, args.seed)
+    except (NotebookFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {report}")
+    return 0

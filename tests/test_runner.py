@@ -1,0 +1,51 @@
+"""The reproduce command: selection, failure reporting, report and manifest."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from cellcutter_nb import runner
+
+
+def _nb(path, source):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_select_by_number_and_unknown():
+    nbs = runner.discover()
+    assert runner.select(nbs, ["01"])[0].name == "01_data.ipynb"
+    assert runner.select(nbs, None) == nbs
+    with pytest.raises(ValueError, match="matches no notebook"):
+        runner.select(nbs, ["99"])
+
+
+def test_failing_notebook_names_notebook_and_cell(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
+    _nb(tmp_path / "notebooks" / "02_bad.ipynb", "raise RuntimeError('boom')")
+    with pytest.raises(runner.NotebookFailed, match=r"02_bad.ipynb failed in cell \d.*boom"):
+        runner.reproduce("smoke", root=tmp_path)
+    kept = tmp_path / "results" / "smoke" / "notebooks" / "02_bad.ipynb"
+    assert kept.exists()
+
+
+def test_report_and_manifest_written(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
+    report = runner.reproduce("smoke", root=tmp_path)
+    text = report.read_text()
+    assert "01_ok" in text and "seed: 0" in text and "keras" in text
+    assert (tmp_path / "results" / "smoke" / "figures" / "MANIFEST.md").exists()
+
+
+def test_cli_list_and_bad_profile(capsys):
+    assert runner.main(["reproduce", "--list"]) == 0
+    assert "01_data" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        runner.main(["reproduce", "--profile", "huge"])
