@@ -7,10 +7,10 @@ import math
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from cellcutter_nb import config

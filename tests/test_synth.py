@@ -68,7 +68,8 @@ def test_lamellipodia_thin_dim_and_part_of_the_cell(default_field, default_stats
     assert width.max() <= 6.0 / default_field.pixel_size + 1
     assert default_stats["lamella_cyto_ratio"] < 0.6  # faint in fl
     assert default_stats["lamella_bf_texture_ratio"] < 0.6  # faint in bf
-    assert default_field["nuc"][lamella].mean() < np.median(default_field["nuc"][default_field.nuclei > 0])
+    nuc = default_field["nuc"]
+    assert nuc[lamella].mean() < np.median(nuc[default_field.nuclei > 0])
 
 
 # --- fluorescence ---------------------------------------------------------------------------
