@@ -50,16 +50,24 @@ def level_filters(width: int, depth: int) -> list[int]:
     return [width * min(2**level, MAX_WIDTH_FACTOR) for level in range(depth + 1)]
 
 
-def _block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+def _init(seed: int | None, index: int) -> keras.initializers.Initializer:
+    """He-normal initialiser with its own seed per layer (None: Keras' global seed)."""
+    return keras.initializers.HeNormal(seed=None if seed is None else seed * 1000 + index)
+
+
+def _block(x: keras.KerasTensor, filters: int, name: str, seed: int | None,
+           index: int) -> keras.KerasTensor:
     """Two 3×3 conv + ReLU, then BatchNorm (as in the released code)."""
-    for tag in ("a", "b"):
+    for i, tag in enumerate(("a", "b")):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu",
-                          kernel_initializer="he_normal", name=f"{name}_conv_{tag}")(x)
+                          kernel_initializer=_init(seed, 2 * index + i),
+                          name=f"{name}_conv_{tag}")(x)
     return layers.BatchNormalization(name=f"{name}_bn")(x)
 
 
 def build_unet(n_channels: int, width: int = 32, depth: int = 4,
-               patch_size: int | None = 64, name: str = "unet") -> keras.Model:
+               patch_size: int | None = 64, name: str = "unet",
+               seed: int | None = None) -> keras.Model:
     """Build the UNet of Fig. S1 (Keras 3 functional model).
 
     Parameters
@@ -75,6 +83,9 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
         free spatial size (any multiple of ``2**depth``), e.g. for whole images.
     name : str
         Model name.
+    seed : int, optional
+        Seeds every layer's initialiser, so the same seed gives the same weights in any
+        process and after any number of earlier models (None: Keras' global seed).
 
     Returns
     -------
@@ -105,11 +116,12 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
     for level, f in enumerate(filters):
         if level:
             x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-        x = _block(x, f, f"enc{level}")
+        x = _block(x, f, f"enc{level}", seed, level)
         skips.append(x)
     for level in range(depth - 1, -1, -1):
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _block(x, filters[level], f"dec{level}")
-    logits = layers.Conv2D(1, 1, kernel_initializer="he_normal", name="logits")(x)
+        x = _block(x, filters[level], f"dec{level}", seed, depth + 1 + level)
+    logits = layers.Conv2D(1, 1, kernel_initializer=_init(seed, 4 * depth + 4),
+                           name="logits")(x)
     return keras.Model(inputs, logits, name=name)

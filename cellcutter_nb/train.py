@@ -1,0 +1,437 @@
+"""Unsupervised training with Eq. 1, the released code's warm start, and a supervised bound.
+
+One training step takes one area (:class:`~cellcutter_nb.patches.AreaBatch`),
+transforms it by one of the 8 flips/transposes (4 flips only for the
+``original_code`` preset) and minimises Eq. 1 (:mod:`cellcutter_nb.loss`) with Adam.
+The transform is applied to the *whole batch geometry* — patches, their places on
+the canvas and the mask canvas — which is exactly equivalent to the paper's
+"reverse operation on the network output before the loss" (Eq. 1 is unchanged by
+a symmetry of the canvas) and needs no inverse inside the compiled step.
+
+:func:`train` records per epoch the loss and its three terms and, when the field
+has ground truth, the per-cell mIOU of the integrated segmentation and the released
+code's patch-level binary MeanIoU — the traces of the paper's Fig. 2. It
+checkpoints every epoch (``.keras``, loaded in safe mode) and resumes from the last
+checkpoint. :func:`train_supervised` trains the same UNet on the same patches with
+binary cross-entropy against each marker's true cell: an upper bound that says how
+close the unsupervised objective gets to full supervision.
+
+Examples
+--------
+>>> from cellcutter_nb import synth, config
+>>> from cellcutter_nb.train import train
+>>> field = synth.make_field(seed=0, shape=128)
+>>> prof = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1)
+>>> result = train(field, ("fl",), "paper", prof, mask=field.mask, progress=False)
+>>> list(result.history.columns[:4])
+['epoch', 'loss', 'area', 'overlap']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backend import keras
+from .config import Preset, Profile, config_hash, get_preset, get_profile
+from .field import Field, check_markers
+from .integrate import integrate
+from .loss import cutter_loss
+from .metrics import per_cell_iou, summarize
+from .model import build_unet
+from .patches import AreaBatch, PatchSet, area_batches, extract_patches
+
+ops = keras.ops
+
+#: File name of the per-epoch checkpoint inside ``checkpoint_dir``.
+CHECKPOINT_NAME = "checkpoint.keras"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend.
+
+    Repeatability on CPU comes from the XLA-compiled train step (``jit_compile=True``
+    in :func:`train`): measured here, it gives bit-identical losses run after run,
+    while TensorFlow's non-XLA CPU kernels did not, even with
+    ``tf.config.experimental.enable_op_determinism`` (which also makes Keras drop XLA).
+    """
+    keras.utils.set_random_seed(int(seed))
+
+
+# --- augmentation -------------------------------------------------------------------------
+def n_transforms(preset: Preset) -> int:
+    """8 flips/transposes (paper) or 4 flips (released code)."""
+    return 8 if preset.augment == "dihedral" else 4
+
+
+def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
+    """Apply dihedral transform ``t`` (bit 0 flip rows, bit 1 flip cols, bit 2 transpose).
+
+    Patches, their offsets on the square canvas and the mask canvas are transformed
+    together, so Eq. 1 of the transformed batch equals Eq. 1 of the original batch
+    with the inverse transform applied to the network outputs.
+    """
+    if not 0 <= t < 8:
+        raise ValueError(f"transform index must be in 0..7, got {t}.")
+    side, k = batch.mask.shape[0], batch.patches.shape[1]
+    patches, offsets, mask = batch.patches, batch.offsets.copy(), batch.mask
+    if t & 1:
+        patches, mask = patches[:, ::-1], mask[::-1]
+        offsets[:, 0] = side - k - offsets[:, 0]
+    if t & 2:
+        patches, mask = patches[:, :, ::-1], mask[:, ::-1]
+        offsets[:, 1] = side - k - offsets[:, 1]
+    if t & 4:
+        patches, mask = patches.transpose(0, 2, 1, 3), mask.T
+        offsets = offsets[:, ::-1]
+    return replace(batch, patches=np.ascontiguousarray(patches),
+                   offsets=np.ascontiguousarray(offsets, dtype=np.int32),
+                   mask=np.ascontiguousarray(mask))
+
+
+# --- the compiled step ----------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="cellcutter_nb")
+class CutterModel(keras.Model):
+    """The UNet wrapped with Eq. 1 as its loss (backend-neutral ``train_on_batch``).
+
+    ``y`` of a step is the dict ``{"offsets", "valid", "mask"}`` of an area batch.
+    """
+
+    def __init__(self, unet: keras.Model, lam: float, log_base: float, beta: float,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unet = unet
+        self.lam, self.log_base, self.beta = float(lam), float(log_base), float(beta)
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("area", "overlap", "mask")}
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        return self.unet(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms = cutter_loss(y_pred, y["offsets"], y["valid"], y["mask"], lam=self.lam,
+                            log_base=self.log_base, beta=self.beta)
+        for name in ("area", "overlap", "mask"):
+            self.trackers[name].update_state(getattr(terms, name))
+        return terms.total
+
+    @property
+    def metrics(self) -> list:
+        return [*super().metrics, *self.trackers.values()]
+
+    def get_config(self) -> dict:
+        return {"unet": keras.saving.serialize_keras_object(self.unet), "lam": self.lam,
+                "log_base": self.log_base, "beta": self.beta, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> CutterModel:
+        unet = keras.saving.deserialize_keras_object(config.pop("unet"))
+        return cls(unet, **config)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the UNet, its per-epoch history and how it stopped."""
+
+    model: keras.Model
+    history: pd.DataFrame
+    stopped: str
+    seconds: float
+    patches_per_second: float
+
+
+def _epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
+    """``steps_per_epoch`` random areas (fresh tiling offsets as needed)."""
+    out: list[AreaBatch] = []
+    while len(out) < profile.steps_per_epoch:
+        out += area_batches(ps, mask, preset.area_size, profile.max_patches_per_area, rng)
+    return out[: profile.steps_per_epoch]
+
+
+def patch_targets(labels: np.ndarray, ps: PatchSet) -> np.ndarray:
+    """Binary target of every patch: the true cell under its marker (0 if on background)."""
+    k = ps.patch_size
+    h, w = labels.shape
+    centre = np.clip(ps.centres, 0, [h - 1, w - 1])
+    cell = labels[centre[:, 0], centre[:, 1]].astype(np.int64)
+    pad = np.pad(labels, k)
+    rows = (ps.origins[:, 0, None] + k + np.arange(k))[:, :, None]
+    cols = (ps.origins[:, 1, None] + k + np.arange(k))[:, None, :]
+    cut = pad[rows, cols]
+    return ((cut == cell[:, None, None]) & (cell[:, None, None] > 0)).astype(np.float32)
+
+
+def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: int = 128,
+                          n_batches: int = 4, seed: int = 0) -> None:
+    """Set BatchNorm moving statistics to the average over a few batches of ``patches``.
+
+    Keras' momentum 0.99 leaves the moving statistics hundreds of steps behind the
+    weights, and inference (``training=False``) with stale statistics can score near
+    zero after short training. This uses no labels: forward passes in training mode
+    with momentum i/(i+1) give the running mean of the batch statistics.
+    """
+    layers = [layer for layer in unet.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers or len(patches) == 0:
+        return
+    rng = np.random.default_rng(seed)
+    saved = [layer.momentum for layer in layers]
+    try:
+        for i in range(n_batches):
+            for layer in layers:
+                layer.momentum = i / (i + 1.0)
+            idx = rng.choice(len(patches), size=min(batch_size, len(patches)), replace=False)
+            unet(patches[np.sort(idx)], training=True)
+    finally:
+        for layer, m in zip(layers, saved, strict=True):
+            layer.momentum = m
+
+
+def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Sigmoid probabilities (N, k, k) in fixed-size chunks (one compiled shape)."""
+    out = np.empty(patches.shape[:3], np.float32)
+    for start in range(0, len(patches), batch_size):
+        chunk = patches[start:start + batch_size]
+        n = len(chunk)
+        if n < batch_size and start > 0:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]),
+                                                    np.float32)])
+        logits = np.asarray(model.predict_on_batch(chunk), np.float32)[:n, ..., 0]
+        out[start:start + n] = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+    return out
+
+
+def evaluate(model: keras.Model, field: Field, ps: PatchSet, markers: np.ndarray) -> dict:
+    """Per-cell mIOU of the integrated segmentation and the patch-level binary MeanIoU."""
+    probs = predict_patches(model, ps.patches)
+    labels = integrate(probs, ps.origins, field.shape, ps.marker_indices + 1)
+    table = per_cell_iou(labels, field.labels, markers=markers)
+    target = patch_targets(field.labels, ps) > 0.5
+    pred = probs >= 0.5
+    ious = [np.logical_and(pred == c, target == c).sum() / max(
+        np.logical_or(pred == c, target == c).sum(), 1) for c in (True, False)]
+    return {"miou": float(summarize(table)["miou"].iloc[0]),
+            "patch_mean_iou": float(np.mean(ious))}
+
+
+def _stable(losses: Sequence[float], window: int, tol: float) -> bool:
+    """Loss stable: over the last ``window`` epochs it varied by < ``tol`` (relative)."""
+    if len(losses) < window:
+        return False
+    last = np.asarray(losses[-window:])
+    return float(np.ptp(last) / max(abs(last.mean()), 1e-12)) < tol
+
+
+def warm_start(unet: keras.Model, ps: PatchSet, preset: Preset, epochs: int, seed: int,
+               radius: float = 5.0, batch_size: int = 64) -> None:
+    """The released code's warm start: BCE towards each marker dilated by ``radius`` px."""
+    k = ps.patch_size
+    yy, xx = np.mgrid[:k, :k] - k // 2
+    disk = (yy ** 2 + xx ** 2 <= radius ** 2).astype(np.float32)
+    targets = np.broadcast_to(disk, (len(ps), k, k))
+    fit_bce(unet, ps.patches, targets, epochs, preset, seed, min(batch_size, len(ps)))
+
+
+def fit_bce(unet: keras.Model, patches: np.ndarray, targets: np.ndarray, epochs: int,
+            preset: Preset, seed: int, batch_size: int = 64) -> list[float]:
+    """Binary cross-entropy training on (patch, target) pairs with dihedral augmentation."""
+    unet.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
+                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    rng = np.random.default_rng([seed, 7])
+    n_t = n_transforms(preset)
+    losses = []
+    for _ in range(int(epochs)):
+        order = rng.permutation(len(patches))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            x, y = patches[idx], targets[idx][..., None]
+            t = int(rng.integers(n_t))
+            if t & 1:
+                x, y = x[:, ::-1], y[:, ::-1]
+            if t & 2:
+                x, y = x[:, :, ::-1], y[:, :, ::-1]
+            if t & 4:
+                x, y = x.transpose(0, 2, 1, 3), y.transpose(0, 2, 1, 3)
+            losses.append(float(unet.train_on_batch(np.ascontiguousarray(x),
+                                                    np.ascontiguousarray(y))))
+    if not losses:
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(patches)} patches.")
+    return losses
+
+
+def _build(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
+    return build_unet(ps.patches.shape[-1], width=profile.unet_width, depth=profile.unet_depth,
+                      patch_size=ps.patch_size, seed=seed)
+
+
+def _progress(total: int, desc: str, progress: bool | None):
+    from tqdm.auto import tqdm
+
+    if progress is None:
+        progress = os.environ.get("CELLCUTTER_NB_QUIET", "") not in ("1", "true")
+    return tqdm(total=total, desc=desc, disable=not progress, leave=False)
+
+
+def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
+          preset: str | Preset = "paper", profile: str | Profile = "quick", *,
+          mask: np.ndarray | None = None, markers: np.ndarray | None = None, seed: int = 0,
+          tol: float = 0.005, window: int = 5, warm_start_epochs: int = 0,
+          recalibrate_bn: bool = True, evaluate_every: int = 1,
+          checkpoint_dir: str | Path | None = None, progress: bool | None = None,
+          unet: keras.Model | None = None, jit_compile: bool = True) -> TrainResult:
+    """Train a UNet on one field without labels (Eq. 1), as the paper does.
+
+    Parameters
+    ----------
+    field : Field
+        Image channels; ground truth (``labels``), if present, is used only to score
+        each epoch, never to train.
+    channels : sequence of str
+        Image channels fed to the network (the position disk is added).
+    preset : str or Preset
+        ``"paper"`` or ``"original_code"`` (λ, log base, β, lr, augmentation, border).
+    profile : str or Profile
+        Epochs, steps per epoch (one area per step), UNet width and depth.
+    mask : ndarray (H, W), optional
+        Foreground mask M (e.g. from :func:`cellcutter_nb.mask.graph_cut`). ``None``
+        trains *without* the mask (β = 0), as in Table 1's second row.
+    markers : ndarray (N, 2), optional
+        One (row, col) per cell; default ``field.markers``.
+    seed : int
+        Seeds weights, area offsets, augmentation and batch order.
+    tol, window : float, int
+        Stop when the epoch loss varied by less than ``tol`` (relative to its mean) over
+        the last ``window`` epochs, or at ``profile.max_epochs``.
+    warm_start_epochs : int
+        Epochs of the released code's warm start (BCE towards 5-px marker disks) before
+        Eq. 1; 0 disables it.
+    recalibrate_bn : bool
+        Re-estimate BatchNorm statistics before each evaluation and at the end.
+    evaluate_every : int
+        Score every n-th epoch (when the field has ground truth).
+    checkpoint_dir : path, optional
+        Save ``checkpoint.keras`` + ``history.csv`` + ``state.json`` after every epoch and
+        resume from them when present with the same settings.
+    progress : bool, optional
+        tqdm progress bar; default on, off when ``CELLCUTTER_NB_QUIET=1`` (the runner).
+    unet : keras.Model, optional
+        Start from this network (e.g. one trained on another image) instead of a new one.
+
+    Returns
+    -------
+    TrainResult
+        ``model`` (the UNet), ``history`` (one row per epoch: loss, area, overlap,
+        mask, patches_seen, seconds, and miou / patch_mean_iou with ground truth),
+        ``stopped`` (``"stable"`` or ``"max_epochs"``), wall ``seconds``, and
+        ``patches_per_second`` of the training steps.
+    """
+    preset, profile = get_preset(preset), get_profile(profile)
+    markers = check_markers(field.markers if markers is None else markers, field.shape)
+    if len(markers) == 0:
+        raise ValueError("No markers: pass markers=... or detect them with "
+                         "cellcutter_nb.markers.nuclei_from_image first.")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != field.shape:
+            raise ValueError(f"mask has shape {mask.shape}, the field {field.shape}.")
+        if not mask.any():
+            raise ValueError("The mask has no foreground pixel; check the mask step or "
+                             "train without a mask (mask=None).")
+    seed_everything(seed)
+    ps = extract_patches(field, channels, preset, markers=markers)
+    if unet is None:
+        unet = _build(ps, profile, seed)
+    beta = preset.beta if mask is not None else 0.0
+    model = CutterModel(unet, preset.lam, preset.log_base, beta)
+    model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate), jit_compile=jit_compile)
+    key = config_hash(preset, profile.replace(max_epochs=1),  # more epochs: resume
+                      {"channels": list(channels), "seed": seed, "mask": mask is not None,
+                       "field": field.meta.get("cache_key", field.name),
+                       "warm": warm_start_epochs})
+    rows, start_epoch = [], 0
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if ckpt and (ckpt / "state.json").exists():
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("key") == key:
+            model = keras.models.load_model(ckpt / CHECKPOINT_NAME, safe_mode=True)
+            unet = model.unet
+            rows = pd.read_csv(ckpt / "history.csv").to_dict("records")
+            start_epoch = int(state["epoch"]) + 1
+    elif warm_start_epochs:
+        warm_start(unet, ps, preset, warm_start_epochs, seed)
+    n_t = n_transforms(preset)
+    t0, train_time, seen = time.perf_counter(), 0.0, int(rows[-1]["patches_seen"]) if rows else 0
+    stopped = "max_epochs"
+    bar = _progress(profile.max_epochs, "epochs", progress)
+    bar.update(start_epoch)
+    for epoch in range(start_epoch, profile.max_epochs):
+        ts = time.perf_counter()
+        for tracker in model.metrics:
+            tracker.reset_state()
+        rng = np.random.default_rng([seed, epoch])  # per epoch, so a resumed run matches
+        for batch in _epoch_batches(ps, mask, preset, profile, rng):
+            b = transform_batch(batch, int(rng.integers(n_t)))
+            y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
+            logs = model.train_on_batch(b.patches, y, return_dict=True)
+            seen += b.n_valid
+        train_time += time.perf_counter() - ts
+        row = {"epoch": epoch, "loss": float(logs["loss"]),
+               **{k: float(logs[k]) for k in ("area", "overlap", "mask")},
+               "patches_seen": seen, "seconds": time.perf_counter() - t0}
+        if field.has_ground_truth and (epoch % evaluate_every == 0
+                                       or epoch == profile.max_epochs - 1):
+            if recalibrate_bn:
+                recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
+            row.update(evaluate(unet, field, ps, markers))
+        rows.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3g}", miou=f"{row.get('miou', float('nan')):.3f}")
+        if ckpt:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            model.save(ckpt / CHECKPOINT_NAME)
+            pd.DataFrame(rows).to_csv(ckpt / "history.csv", index=False)
+            (ckpt / "state.json").write_text(json.dumps({"key": key, "epoch": epoch}))
+        if _stable([r["loss"] for r in rows], window, tol):
+            stopped = "stable"
+            break
+    bar.close()
+    if recalibrate_bn:
+        recalibrate_batchnorm(unet, ps.patches, seed=seed)
+    history = pd.DataFrame(rows)
+    rate = (seen - (int(rows[start_epoch - 1]["patches_seen"]) if start_epoch else 0))
+    return TrainResult(unet, history, stopped, time.perf_counter() - t0,
+                       rate / train_time if train_time else float("nan"))
+
+
+def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
+                     preset: str | Preset = "paper", profile: str | Profile = "quick", *,
+                     markers: np.ndarray | None = None, seed: int = 0, epochs: int = 10,
+                     batch_size: int = 64) -> TrainResult:
+    """Upper bound (beyond the paper): the same UNet and patches, trained with BCE against
+    each marker's ground-truth cell. Scored like :func:`train` after every epoch."""
+    if not field.has_ground_truth:
+        raise ValueError("Supervised training needs ground-truth labels (field.labels).")
+    preset, profile = get_preset(preset), get_profile(profile)
+    markers = check_markers(field.markers if markers is None else markers, field.shape)
+    seed_everything(seed)
+    ps = extract_patches(field, channels, preset, markers=markers)
+    unet = _build(ps, profile, seed)
+    targets = patch_targets(field.labels, ps)
+    rows, t0, train_time = [], time.perf_counter(), 0.0
+    for epoch in range(int(epochs)):
+        ts = time.perf_counter()
+        losses = fit_bce(unet, ps.patches, targets, 1, preset, seed + epoch,
+                         min(batch_size, len(ps)))
+        train_time += time.perf_counter() - ts
+        recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
+        rows.append({"epoch": epoch, "loss": float(np.mean(losses)),
+                     "patches_seen": (epoch + 1) * len(ps), "seconds": time.perf_counter() - t0,
+                     **evaluate(unet, field, ps, markers)})
+    return TrainResult(unet, pd.DataFrame(rows), "epochs", time.perf_counter() - t0,
+                       len(ps) * epochs / train_time if train_time else float("nan"))
