@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -147,12 +147,38 @@ class TrainResult:
     patches_per_second: float
 
 
+def padded_count(n_patches: int, profile: Profile, multiple: int = 16) -> int:
+    """Static patch count of a batch: the profile's maximum, or fewer for small fields.
+
+    A field with fewer patches than ``profile.max_patches_per_area`` never fills an
+    area, so padding beyond its patch count (rounded up to ``multiple``) would only
+    waste compute.
+    """
+    return int(min(profile.max_patches_per_area, -(-n_patches // multiple) * multiple))
+
+
 def _epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
     """``steps_per_epoch`` random areas (fresh tiling offsets as needed)."""
     out: list[AreaBatch] = []
+    size = padded_count(len(ps), profile)
     while len(out) < profile.steps_per_epoch:
-        out += area_batches(ps, mask, preset.area_size, profile.max_patches_per_area, rng)
+        out += area_batches(ps, mask, preset.area_size, size, rng)
     return out[: profile.steps_per_epoch]
+
+
+def fill_padding(batch: AreaBatch) -> AreaBatch:
+    """Fill the padding slots with copies of the batch's real patches (still ``valid = 0``).
+
+    Padding never enters Eq. 1, but it does enter BatchNorm's batch statistics in
+    training mode: all-zero padding patches would dominate them in sparse areas and
+    make training-mode and inference-mode outputs disagree.
+    """
+    n, total = batch.n_valid, len(batch.valid)
+    if n == 0 or n == total:
+        return batch
+    patches = batch.patches.copy()
+    patches[n:] = patches[np.arange(total - n) % n]
+    return replace(batch, patches=patches)
 
 
 def patch_targets(labels: np.ndarray, ps: PatchSet) -> np.ndarray:
@@ -284,7 +310,9 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
           tol: float = 0.005, window: int = 5, warm_start_epochs: int = 0,
           recalibrate_bn: bool = True, evaluate_every: int = 1,
           checkpoint_dir: str | Path | None = None, progress: bool | None = None,
-          unet: keras.Model | None = None, jit_compile: bool = True) -> TrainResult:
+          unet: keras.Model | None = None, jit_compile: bool = True,
+          max_seconds: float | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a UNet on one field without labels (Eq. 1), as the paper does.
 
     Parameters
@@ -322,13 +350,19 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         tqdm progress bar; default on, off when ``CELLCUTTER_NB_QUIET=1`` (the runner).
     unet : keras.Model, optional
         Start from this network (e.g. one trained on another image) instead of a new one.
+    jit_compile : bool
+        Compile the train step with XLA/jit (fast, and repeatable on CPU).
+    max_seconds : float, optional
+        Also stop after this much wall time (checked after each epoch).
+    on_epoch : callable, optional
+        Called with each epoch's history row (e.g. to print or plot live).
 
     Returns
     -------
     TrainResult
         ``model`` (the UNet), ``history`` (one row per epoch: loss, area, overlap,
         mask, patches_seen, seconds, and miou / patch_mean_iou with ground truth),
-        ``stopped`` (``"stable"`` or ``"max_epochs"``), wall ``seconds``, and
+        ``stopped`` (``"stable"``, ``"max_epochs"`` or ``"time"``), wall ``seconds``, and
         ``patches_per_second`` of the training steps.
     """
     preset, profile = get_preset(preset), get_profile(profile)
@@ -376,7 +410,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             tracker.reset_state()
         rng = np.random.default_rng([seed, epoch])  # per epoch, so a resumed run matches
         for batch in _epoch_batches(ps, mask, preset, profile, rng):
-            b = transform_batch(batch, int(rng.integers(n_t)))
+            b = transform_batch(fill_padding(batch), int(rng.integers(n_t)))
             y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
             logs = model.train_on_batch(b.patches, y, return_dict=True)
             seen += b.n_valid
@@ -390,6 +424,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
                 recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
             row.update(evaluate(unet, field, ps, markers))
         rows.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3g}", miou=f"{row.get('miou', float('nan')):.3f}")
         if ckpt:
@@ -399,6 +435,9 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             (ckpt / "state.json").write_text(json.dumps({"key": key, "epoch": epoch}))
         if _stable([r["loss"] for r in rows], window, tol):
             stopped = "stable"
+            break
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            stopped = "time"
             break
     bar.close()
     if recalibrate_bn:
