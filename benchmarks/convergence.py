@@ -72,11 +72,16 @@ def main() -> None:
         preset = config.get_preset(opts.pop("preset", "paper"))
         if "learning_rate" in opts:
             preset = preset.replace(learning_rate=opts.pop("learning_rate"))
+        log = out / f"{name}.csv"
+        log.unlink(missing_ok=True)
+
+        def report(row: dict, n: str = name, log: Path = log) -> None:
+            print(n, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+            pd.DataFrame([row]).to_csv(log, mode="a", header=not log.exists(), index=False)
+
         r = train(field, channels, preset, profile, mask=fg, markers=found, seed=args.seed,
                   tol=0.0, max_seconds=args.seconds, evaluate_every=2, progress=False,
-                  on_epoch=lambda row, n=name: print(n, json.dumps(
-                      {k: round(v, 4) for k, v in row.items()}), flush=True), **opts)
-        r.history.to_csv(out / f"{name}.csv", index=False)
+                  on_epoch=report, **opts)
         best = r.history["miou"].max()
         print(json.dumps({"run": name, "stopped": r.stopped, "epochs": len(r.history),
                           "seconds": round(r.seconds, 1),
