@@ -180,7 +180,7 @@ PROFILES: dict[str, Profile] = {
         steps_per_epoch=2,
         unet_width=8,
         unet_depth=2,
-        max_patches_per_area=160,
+        max_patches_per_area=640,
     ),
     "quick": Profile(
         name="quick",

@@ -81,3 +81,73 @@ def savefig(fig, name: str, outdir: str | Path | None = "figures") -> list[Path]
         for p in paths:
             fig.savefig(p, dpi=200, bbox_inches="tight")
     return paths
+
+
+def outlines(ax, image: np.ndarray, labels: np.ndarray, colour: str = COLOURS["pred"],
+             title: str = "", extra: np.ndarray | None = None,
+             extra_colour: str = COLOURS["truth"]) -> None:
+    """``image`` with the outlines of ``labels`` (and optionally a second label image)."""
+    from skimage.segmentation import find_boundaries
+
+    show_image(ax, image, title=title)
+    for lab, col in ((extra, extra_colour), (labels, colour)):
+        if lab is not None:
+            edge = find_boundaries(lab, mode="inner")
+            ax.imshow(np.ma.masked_where(~edge, edge), cmap=_single(col), vmin=0, vmax=1,
+                      interpolation="nearest")
+
+
+def _single(colour: str):
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([colour])
+
+
+def training_traces(history, references: dict[str, float] | None = None,
+                    label: str = "unsupervised", axes=None):
+    """Fig. 2 style: loss (left) and per-cell mIOU (right) against patches seen.
+
+    ``references`` draws horizontal lines (e.g. position-only, CellProfiler).
+    Returns the figure.
+    """
+    if axes is None:
+        fig, axes = subplots(1, 2, size=3.4)
+        axes = axes[0]
+    fig = axes[0].figure
+    x = history["patches_seen"] / 1000
+    axes[0].plot(x, history["loss"], label=label)
+    axes[0].set_xlabel("patches seen (thousands)")
+    axes[0].set_ylabel("loss (Eq. 1, per patch)")
+    if "miou" in history:
+        ok = history["miou"].notna()
+        axes[1].plot(x[ok], history["miou"][ok], marker=".", label=label)
+    for i, (name, value) in enumerate((references or {}).items()):
+        axes[1].axhline(value, ls="--", lw=1, color=f"C{i + 1}", label=name)
+    axes[1].set_xlabel("patches seen (thousands)")
+    axes[1].set_ylabel("per-cell mIOU")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend(fontsize=7)
+    return fig
+
+
+def patch_gallery(patches: np.ndarray, probs: np.ndarray, targets: np.ndarray | None = None,
+                  n: int = 8, channel: int = 0, seed: int = 0):
+    """Fig. 3 style: input patches (top) and network outputs (bottom), truth outlined."""
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(patches), size=min(n, len(patches)), replace=False))
+    fig, axes = subplots(2, len(pick), size=1.6)
+    for j, i in enumerate(pick):
+        show_image(axes[0, j], patches[i, ..., channel])
+        axes[1, j].imshow(probs[i], vmin=0, vmax=1, cmap="magma")
+        axes[1, j].set_xticks([])
+        axes[1, j].set_yticks([])
+        if targets is not None:
+            edge = find_boundaries(targets[i] > 0.5, mode="inner")
+            for ax in axes[:, j]:
+                ax.imshow(np.ma.masked_where(~edge, edge), cmap=_single(COLOURS["truth"]),
+                          vmin=0, vmax=1)
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("output")
+    return fig

@@ -87,7 +87,8 @@ def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
 
 def kernel_env() -> dict[str, str]:
     """Environment for the notebook kernels: quiet TensorFlow, non-interactive matplotlib."""
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
+           "CELLCUTTER_NB_QUIET": "1"}
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backend import keras
+from .backend import backend_name, keras
 from .config import Preset, Profile, config_hash, get_preset, get_profile
 from .field import Field, check_markers
 from .integrate import integrate
@@ -56,14 +56,21 @@ CHECKPOINT_NAME = "checkpoint.keras"
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend.
+    """Seed Python, NumPy and the Keras backend (layers also get their own seeds).
 
-    Repeatability on CPU comes from the XLA-compiled train step (``jit_compile=True``
-    in :func:`train`): measured here, it gives bit-identical losses run after run,
-    while TensorFlow's non-XLA CPU kernels did not, even with
-    ``tf.config.experimental.enable_op_determinism`` (which also makes Keras drop XLA).
+    With seeded initialisers (:func:`cellcutter_nb.model.build_unet`), a per-epoch
+    RNG for areas and augmentation, and padding filled with real patches, a CPU run
+    repeats bit for bit (checked across processes). TensorFlow's
+    ``enable_op_determinism`` is not used: it made Keras drop XLA and did not make
+    the runs here any more repeatable.
     """
     keras.utils.set_random_seed(int(seed))
+
+
+def default_jit() -> bool:
+    """Compile the train step with XLA/jit? Yes under JAX; no under TensorFlow on CPU,
+    where the oneDNN kernels ran the UNet step 1.7× faster than XLA (measured here)."""
+    return backend_name() != "tensorflow"
 
 
 # --- augmentation -------------------------------------------------------------------------
@@ -147,23 +154,29 @@ class TrainResult:
     patches_per_second: float
 
 
-def padded_count(n_patches: int, profile: Profile, multiple: int = 16) -> int:
-    """Static patch count of a batch: the profile's maximum, or fewer for small fields.
+#: Batches are padded to a multiple of this many patches: a handful of static shapes
+#: (one compile each) instead of one shape padded to the profile's maximum.
+PAD_MULTIPLE = 64
 
-    A field with fewer patches than ``profile.max_patches_per_area`` never fills an
-    area, so padding beyond its patch count (rounded up to ``multiple``) would only
-    waste compute.
+
+def trim_padding(batch: AreaBatch, multiple: int = PAD_MULTIPLE) -> AreaBatch:
+    """Drop padding beyond the next multiple of ``multiple`` patches (valid ones come first).
+
+    An area that holds 90 patches is run as 128, not as the profile's maximum of 640:
+    with random tiling offsets most areas are partial, and padding costs as much
+    compute as real patches.
     """
-    return int(min(profile.max_patches_per_area, -(-n_patches // multiple) * multiple))
+    keep = int(min(len(batch.valid), max(multiple, -(-batch.n_valid // multiple) * multiple)))
+    return replace(batch, patches=batch.patches[:keep], valid=batch.valid[:keep],
+                   offsets=batch.offsets[:keep], marker_indices=batch.marker_indices[:keep])
 
 
 def _epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
-    """``steps_per_epoch`` random areas (fresh tiling offsets as needed)."""
+    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padding trimmed."""
     out: list[AreaBatch] = []
-    size = padded_count(len(ps), profile)
     while len(out) < profile.steps_per_epoch:
-        out += area_batches(ps, mask, preset.area_size, size, rng)
-    return out[: profile.steps_per_epoch]
+        out += area_batches(ps, mask, preset.area_size, profile.max_patches_per_area, rng)
+    return [trim_padding(b) for b in out[: profile.steps_per_epoch]]
 
 
 def fill_padding(batch: AreaBatch) -> AreaBatch:
@@ -310,7 +323,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
           tol: float = 0.005, window: int = 5, warm_start_epochs: int = 0,
           recalibrate_bn: bool = True, evaluate_every: int = 1,
           checkpoint_dir: str | Path | None = None, progress: bool | None = None,
-          unet: keras.Model | None = None, jit_compile: bool = True,
+          unet: keras.Model | None = None, jit_compile: bool | None = None,
           max_seconds: float | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a UNet on one field without labels (Eq. 1), as the paper does.
@@ -350,8 +363,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         tqdm progress bar; default on, off when ``CELLCUTTER_NB_QUIET=1`` (the runner).
     unet : keras.Model, optional
         Start from this network (e.g. one trained on another image) instead of a new one.
-    jit_compile : bool
-        Compile the train step with XLA/jit (fast, and repeatable on CPU).
+    jit_compile : bool, optional
+        Compile the train step with XLA/jit; default :func:`default_jit`.
     max_seconds : float, optional
         Also stop after this much wall time (checked after each epoch).
     on_epoch : callable, optional
@@ -383,7 +396,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         unet = _build(ps, profile, seed)
     beta = preset.beta if mask is not None else 0.0
     model = CutterModel(unet, preset.lam, preset.log_base, beta)
-    model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate), jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
+                  jit_compile=default_jit() if jit_compile is None else jit_compile)
     key = config_hash(preset, profile.replace(max_epochs=1),  # more epochs: resume
                       {"channels": list(channels), "seed": seed, "mask": mask is not None,
                        "field": field.meta.get("cache_key", field.name),
