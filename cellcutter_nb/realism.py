@@ -24,8 +24,15 @@ from skimage.filters import threshold_otsu
 from .field import Field
 
 
-def _boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(junction, periphery): cell pixels 4-adjacent to another cell / to background."""
+def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(junction, periphery): cell pixels 4-adjacent to another cell / to background.
+
+    Examples
+    --------
+    >>> j, p = cell_boundaries(np.array([[1, 1, 2, 0]]))
+    >>> j.astype(int).tolist(), p.astype(int).tolist()
+    ([[0, 1, 1, 0]], [[0, 0, 1, 0]])
+    """
     pad = np.pad(labels, 1, mode="edge")
     centre = pad[1:-1, 1:-1]
     junction = np.zeros(labels.shape, bool)
@@ -124,7 +131,7 @@ def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, flo
     s["largest_clump_cells"] = float(per_clump.max()) if n_clumps else 0.0
     s["isolated_cell_frac"] = float((per_clump == 1).sum() / max(n, 1))
     s["n_mid_clumps"] = float(((per_clump >= 2) & (per_clump <= 20)).sum())
-    junction, periphery = _boundaries(lab)
+    junction, periphery = cell_boundaries(lab)
     # background pixels wedged between two different cells = gaps inside clumps
     none = n + 1  # sentinel above every label
     lo = ndi.minimum_filter(np.where(fg, lab, none), size=3)
@@ -159,7 +166,7 @@ def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, flo
     cyto = (dist_edge >= 4) & ~ndi.binary_dilation(nuc > 0, iterations=2) & body
     cyto_mean = fl0[cyto].mean()
     s["junction_cyto_ratio"] = float(fl0[junction].mean() / cyto_mean)
-    body_periphery = _boundaries(body_lab)[1]
+    body_periphery = cell_boundaries(body_lab)[1]
     s["periphery_cyto_ratio"] = float(fl0[body_periphery].mean() / cyto_mean)
     lamella = fg & (body_lab == 0)
     s["lamella_area_frac"] = float(lamella.sum() / fg.sum()) if has_body else np.nan
@@ -192,7 +199,7 @@ def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, flo
     ring_in = (d_in >= 1) & (d_in <= 3)
     flat_sd = flat[~fg].std()
     s["bf_edge_halo_bg_sd"] = float((flat[ring_out].mean() - flat[ring_in].mean()) / flat_sd)
-    nuc_rim = np.logical_or(*_boundaries(nuc))
+    nuc_rim = np.logical_or(*cell_boundaries(nuc))
     s["bf_nucleus_outline_bg_sd"] = float((flat[nuc_rim].mean() - flat[inner_nuc].mean())
                                           / flat_sd)
     far = lamella & (ndi.distance_transform_edt(body_lab == 0) >= 3) if has_body else lamella

@@ -21,25 +21,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .realism import cell_boundaries as _boundaries
 from .synth import Geometry, SynthParams, _smooth_noise
 
 #: Camera offset added to every channel (ADU), like a real sCMOS/CCD.
 CAMERA_OFFSET = 100.0
 #: Read noise of the simulated camera (photo-electrons, σ).
 READ_NOISE = 3.0
-
-
-def _boundaries(body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels of a cell touching another cell (junction) or the background (periphery)."""
-    pad = np.pad(body, 1, mode="edge")
-    centre = pad[1:-1, 1:-1]
-    junction = np.zeros(body.shape, bool)
-    periphery = np.zeros(body.shape, bool)
-    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        other = pad[dr:dr + body.shape[0], dc:dc + body.shape[1]]
-        junction |= (centre > 0) & (other > 0) & (other != centre)
-        periphery |= (centre > 0) & (other == 0)
-    return junction, periphery
 
 
 def _camera(expected: np.ndarray, snr: float, signal: float, background: float,
