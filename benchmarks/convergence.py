@@ -27,7 +27,8 @@ from cellcutter_nb import config, metrics, realism, synth
 from cellcutter_nb import markers as mk
 from cellcutter_nb import mask as mm
 from cellcutter_nb.backend import backend_name, device_description
-from cellcutter_nb.train import train, train_supervised
+from cellcutter_nb.supervised import train_supervised
+from cellcutter_nb.train import train
 
 RUNS = {
     "paper": {},

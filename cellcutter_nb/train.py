@@ -1,4 +1,4 @@
-"""Unsupervised training with Eq. 1, the released code's warm start, and a supervised bound.
+"""Unsupervised training with Eq. 1: the compiled step, augmentation, history, checkpoints.
 
 One training step takes one area (:class:`~cellcutter_nb.patches.AreaBatch`),
 transforms it by one of the 8 flips/transposes (4 flips only for the
@@ -12,9 +12,8 @@ a symmetry of the canvas) and needs no inverse inside the compiled step.
 has ground truth, the per-cell mIOU of the integrated segmentation and the released
 code's patch-level binary MeanIoU — the traces of the paper's Fig. 2. It
 checkpoints every epoch (``.keras``, loaded in safe mode) and resumes from the last
-checkpoint. :func:`train_supervised` trains the same UNet on the same patches with
-binary cross-entropy against each marker's true cell: an upper bound that says how
-close the unsupervised objective gets to full supervision.
+checkpoint. The supervised upper bound and the released code's warm start live in
+:mod:`cellcutter_nb.supervised`.
 
 Examples
 --------
@@ -267,44 +266,8 @@ def _stable(losses: Sequence[float], window: int, tol: float) -> bool:
     return float(np.ptp(last) / max(abs(last.mean()), 1e-12)) < tol
 
 
-def warm_start(unet: keras.Model, ps: PatchSet, preset: Preset, epochs: int, seed: int,
-               radius: float = 5.0, batch_size: int = 64) -> None:
-    """The released code's warm start: BCE towards each marker dilated by ``radius`` px."""
-    k = ps.patch_size
-    yy, xx = np.mgrid[:k, :k] - k // 2
-    disk = (yy ** 2 + xx ** 2 <= radius ** 2).astype(np.float32)
-    targets = np.broadcast_to(disk, (len(ps), k, k))
-    fit_bce(unet, ps.patches, targets, epochs, preset, seed, min(batch_size, len(ps)))
-
-
-def fit_bce(unet: keras.Model, patches: np.ndarray, targets: np.ndarray, epochs: int,
-            preset: Preset, seed: int, batch_size: int = 64) -> list[float]:
-    """Binary cross-entropy training on (patch, target) pairs with dihedral augmentation."""
-    unet.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
-                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    rng = np.random.default_rng([seed, 7])
-    n_t = n_transforms(preset)
-    losses = []
-    for _ in range(int(epochs)):
-        order = rng.permutation(len(patches))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            x, y = patches[idx], targets[idx][..., None]
-            t = int(rng.integers(n_t))
-            if t & 1:
-                x, y = x[:, ::-1], y[:, ::-1]
-            if t & 2:
-                x, y = x[:, :, ::-1], y[:, :, ::-1]
-            if t & 4:
-                x, y = x.transpose(0, 2, 1, 3), y.transpose(0, 2, 1, 3)
-            losses.append(float(unet.train_on_batch(np.ascontiguousarray(x),
-                                                    np.ascontiguousarray(y))))
-    if not losses:
-        raise ValueError(f"batch_size={batch_size} exceeds the {len(patches)} patches.")
-    return losses
-
-
-def _build(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
+def build_model(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
+    """A seeded UNet sized by ``profile`` for the channels and patch size of ``ps``."""
     return build_unet(ps.patches.shape[-1], width=profile.unet_width, depth=profile.unet_depth,
                       patch_size=ps.patch_size, seed=seed)
 
@@ -393,7 +356,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     seed_everything(seed)
     ps = extract_patches(field, channels, preset, markers=markers)
     if unet is None:
-        unet = _build(ps, profile, seed)
+        unet = build_model(ps, profile, seed)
     beta = preset.beta if mask is not None else 0.0
     model = CutterModel(unet, preset.lam, preset.log_base, beta)
     model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
@@ -412,6 +375,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             rows = pd.read_csv(ckpt / "history.csv").to_dict("records")
             start_epoch = int(state["epoch"]) + 1
     elif warm_start_epochs:
+        from .supervised import warm_start  # supervised builds on this module
+
         warm_start(unet, ps, preset, warm_start_epochs, seed)
     n_t = n_transforms(preset)
     t0, train_time, seen = time.perf_counter(), 0.0, int(rows[-1]["patches_seen"]) if rows else 0
@@ -460,31 +425,3 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     rate = (seen - (int(rows[start_epoch - 1]["patches_seen"]) if start_epoch else 0))
     return TrainResult(unet, history, stopped, time.perf_counter() - t0,
                        rate / train_time if train_time else float("nan"))
-
-
-def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
-                     preset: str | Preset = "paper", profile: str | Profile = "quick", *,
-                     markers: np.ndarray | None = None, seed: int = 0, epochs: int = 10,
-                     batch_size: int = 64) -> TrainResult:
-    """Upper bound (beyond the paper): the same UNet and patches, trained with BCE against
-    each marker's ground-truth cell. Scored like :func:`train` after every epoch."""
-    if not field.has_ground_truth:
-        raise ValueError("Supervised training needs ground-truth labels (field.labels).")
-    preset, profile = get_preset(preset), get_profile(profile)
-    markers = check_markers(field.markers if markers is None else markers, field.shape)
-    seed_everything(seed)
-    ps = extract_patches(field, channels, preset, markers=markers)
-    unet = _build(ps, profile, seed)
-    targets = patch_targets(field.labels, ps)
-    rows, t0, train_time = [], time.perf_counter(), 0.0
-    for epoch in range(int(epochs)):
-        ts = time.perf_counter()
-        losses = fit_bce(unet, ps.patches, targets, 1, preset, seed + epoch,
-                         min(batch_size, len(ps)))
-        train_time += time.perf_counter() - ts
-        recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
-        rows.append({"epoch": epoch, "loss": float(np.mean(losses)),
-                     "patches_seen": (epoch + 1) * len(ps), "seconds": time.perf_counter() - t0,
-                     **evaluate(unet, field, ps, markers)})
-    return TrainResult(unet, pd.DataFrame(rows), "epochs", time.perf_counter() - t0,
-                       len(ps) * epochs / train_time if train_time else float("nan"))

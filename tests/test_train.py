@@ -10,13 +10,13 @@ from cellcutter_nb.field import Field
 from cellcutter_nb.loss import cutter_loss
 from cellcutter_nb.model import build_unet
 from cellcutter_nb.patches import area_batches, extract_patches
+from cellcutter_nb.supervised import train_supervised
 from cellcutter_nb.synth import make_field
 from cellcutter_nb.train import (
     _stable,
     patch_targets,
     recalibrate_batchnorm,
     train,
-    train_supervised,
     transform_batch,
 )
 
