@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point of ``python -m cellcutter_nb``."""
     import argparse
 
+    from .cli import add_segment_parser, run_segment
+
     parser = argparse.ArgumentParser(prog="python -m cellcutter_nb",
                                      description="Reproduce Din & Yu (2021) with notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    add_segment_parser(sub)  # python -m cellcutter_nb segment ... (cellcutter_nb.cli)
     args = parser.parse_args(argv)
+    if args.command == "segment":
+        return run_segment(args)
     if args.list:
         for nb in discover():
             print(nb.stem)

@@ -22,7 +22,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .realism import cell_boundaries as _boundaries
-from .synth import Geometry, SynthParams, _smooth_noise
+from .synth import SynthParams
+from .synth_geometry import Geometry, _smooth_noise
 
 #: Camera offset added to every channel (ADU), like a real sCMOS/CCD.
 CAMERA_OFFSET = 100.0
