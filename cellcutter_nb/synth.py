@@ -20,7 +20,7 @@ Examples
 --------
 >>> from cellcutter_nb.synth import make_field
 >>> f = make_field(seed=1, shape=(256, 256))
->>> f.channel_names, f.labels.max() == len(f.markers)
+>>> f.channel_names, int(f.labels.max()) == len(f.markers)
 (('fl', 'bf', 'nuc'), True)
 """
 
