@@ -26,9 +26,13 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from numbers import Integral, Real
 from pathlib import Path
+from typing import Any
 
-from .config import get_profile
+import numpy as np
+
+from .config import CHANNELS, PROFILES, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -164,6 +168,75 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
     return report
 
 
+def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = None,
+                     learning_rate: Any = None, figures_dir: Any = None,
+                     tables_dir: Any = None) -> dict[str, Any]:
+    """Check the types and values of the notebooks' papermill parameters.
+
+    Papermill injects parameters as Python literals, so ``-p profile 3`` arrives as the
+    integer 3 and ``-p seed x`` as the string ``"x"``; without a check they fail later
+    with an obscure message (or not at all). Notebooks call this right after their
+    parameters cell.
+
+    Parameters
+    ----------
+    profile : str
+        One of the profile names (``smoke``, ``quick``, ``full``).
+    seed : int
+        Non-negative integer (a NumPy integer is accepted; ``bool`` is not).
+    channels : sequence of str, optional
+        Non-empty, distinct names from ``("fl", "bf", "nuc")``.
+    learning_rate : float, optional
+        Positive finite number.
+    figures_dir, tables_dir : str or path, optional
+        Output folders (``None`` allowed: do not write).
+
+    Returns
+    -------
+    dict
+        The checked values (``seed`` as ``int``, ``channels`` as a list), only those given.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the value received and what is expected.
+
+    Examples
+    --------
+    >>> check_parameters("quick", 2, channels=("fl", "nuc"))
+    {'profile': 'quick', 'seed': 2, 'channels': ['fl', 'nuc']}
+    """
+    def bad(name: str, value: Any, expected: str) -> ValueError:
+        return ValueError(f"papermill parameter {name}={value!r} ({type(value).__name__}) is "
+                          f"invalid: expected {expected}, e.g. papermill ... -p {name} "
+                          f"<value>.")
+
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise bad("profile", profile, f"one of the strings {sorted(PROFILES)}")
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise bad("seed", seed, "a non-negative integer")
+    out: dict[str, Any] = {"profile": profile, "seed": int(seed)}
+    if channels is not None:
+        names = [channels] if isinstance(channels, str) else channels
+        if (not isinstance(names, (list, tuple)) or not names
+                or not all(isinstance(c, str) and c in CHANNELS for c in names)
+                or len(set(names)) != len(names)):
+            raise bad("channels", channels, f"a list of distinct names from {list(CHANNELS)}")
+        out["channels"] = list(names)
+    if learning_rate is not None:
+        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, Real)
+                or not np.isfinite(learning_rate) or learning_rate <= 0):
+            raise bad("learning_rate", learning_rate, "a positive number")
+        out["learning_rate"] = float(learning_rate)
+    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir)):
+        if value is not None:
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise bad(name, value, "a folder path (string) or None")
+            out[name] = value
+    return out
+
+
+# --- the model file -------------------------------------------------------------------------
 def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int = 0,
               root: Path = ROOT) -> Path:
     """Run the selected notebooks for ``profile`` and write the report.

@@ -10,11 +10,12 @@ import pytest
 import tifffile
 
 from cellcutter_nb import config, io, runner
-from cellcutter_nb.cli import check_parameters, load_model
 from cellcutter_nb.field import Field, check_markers
 from cellcutter_nb.markers import nuclei_from_image
 from cellcutter_nb.mask import graph_cut, pixel_classifier_mask
+from cellcutter_nb.outputs import load_model
 from cellcutter_nb.patches import extract_patches
+from cellcutter_nb.runner import check_parameters
 
 TINY = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1, unet_width=4,
                                            unet_depth=2)
