@@ -46,7 +46,10 @@ with _quiet_stderr_fd():
     import keras  # noqa: E402
 
     if keras.backend.backend() == "tensorflow":
-        import tensorflow  # noqa: F401  (its device set-up also logs to fd 2)
+        import tensorflow  # (its device set-up also logs to fd 2)
+
+        # the Python-side logger warns about retracing; shapes here are bucketed on purpose
+        tensorflow.get_logger().setLevel("ERROR")
 
 
 def backend_name() -> str:

@@ -141,6 +141,28 @@ def integrate(probs: np.ndarray, origins: np.ndarray, image_shape: tuple[int, in
     return canvas.labels
 
 
+def chunk_size(n_patches: int, batch_size: int, multiple: int = 64) -> int:
+    """Static model-call shape: ``batch_size``, or fewer (a multiple of ``multiple``) when
+    a field has fewer patches, so small fields are not padded to a large batch.
+
+    Examples
+    --------
+    >>> chunk_size(5, 256), chunk_size(1000, 256), chunk_size(5, 2)
+    (64, 256, 2)
+    """
+    return int(min(batch_size, max(1, -(-n_patches // multiple) * multiple)))
+
+
+def chunk_probabilities(model: Any, patches: np.ndarray, size: int) -> np.ndarray:
+    """Sigmoid outputs (n, k, k) of ``patches`` (n ≤ size), zero-padded to ``size`` rows so
+    every call has the same shape (no retracing)."""
+    n = len(patches)
+    if n < size:
+        patches = np.concatenate([patches, np.zeros((size - n, *patches.shape[1:]), np.float32)])
+    logits = np.asarray(model.predict_on_batch(patches), np.float32)[:n, ..., 0]
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+
+
 def predict_field(model: Any, field: Field, channels: Sequence[str],
                   preset: str | Preset = "paper", batch_size: int = 256,
                   markers: np.ndarray | None = None, threshold: float = 0.5,
@@ -210,16 +232,11 @@ def predict_field(model: Any, field: Field, channels: Sequence[str],
         index = index[patch_inside(markers, field.shape, k)]
     image = normalise_channels(field, channels)
     canvas = LabelCanvas(field.shape, threshold)
-    for start in range(0, len(index), batch_size):
-        chunk = index[start:start + batch_size]
+    size = chunk_size(len(index), batch_size)
+    for start in range(0, len(index), size):
+        chunk = index[start:start + size]
         patches, origins = cut_patches(image, markers[chunk], k, preset.position_sigma)
-        n = len(chunk)
-        if n < batch_size and start > 0:  # keep one static shape across chunks
-            patches = np.concatenate(
-                [patches, np.zeros((batch_size - n, *patches.shape[1:]), np.float32)])
-        logits = np.asarray(model.predict_on_batch(patches), np.float32)[:n]
-        probs = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
-        canvas.add(probs, origins, chunk + 1)
+        canvas.add(chunk_probabilities(model, patches, size)[..., None], origins, chunk + 1)
     if return_max_prob:
         return canvas.labels, canvas.max_prob
     return canvas.labels

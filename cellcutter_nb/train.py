@@ -42,7 +42,7 @@ import pandas as pd
 from .backend import backend_name, keras
 from .config import Preset, Profile, config_hash, get_preset, get_profile
 from .field import Field, check_markers
-from .integrate import integrate
+from .integrate import chunk_probabilities, chunk_size, integrate
 from .loss import cutter_loss
 from .metrics import per_cell_iou, summarize
 from .model import build_unet
@@ -233,15 +233,10 @@ def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: in
 
 def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Sigmoid probabilities (N, k, k) in fixed-size chunks (one compiled shape)."""
+    size = chunk_size(len(patches), batch_size)
     out = np.empty(patches.shape[:3], np.float32)
-    for start in range(0, len(patches), batch_size):
-        chunk = patches[start:start + batch_size]
-        n = len(chunk)
-        if n < batch_size and start > 0:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]),
-                                                    np.float32)])
-        logits = np.asarray(model.predict_on_batch(chunk), np.float32)[:n, ..., 0]
-        out[start:start + n] = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+    for start in range(0, len(patches), size):
+        out[start:start + size] = chunk_probabilities(model, patches[start:start + size], size)
     return out
 
 
