@@ -14,13 +14,15 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import PIXEL_SIZE_UM
 from .field import Field
-from .io import PathLike, _index, _read_raw, read_image
+
+if TYPE_CHECKING:  # io re-exports this module's loaders, so it is imported lazily here
+    from .io import PathLike
 
 _A431_LAYOUT = ("Expected the unzipped A431 release (Mendeley Data 89s3ymz5wn, A431.zip):\n"
                 "  <root>/train.json  list of {'image_file': name, 'locations': [[row, col], "
@@ -118,6 +120,8 @@ def load_a431(root: PathLike, split: str = "test", index: int = 0, *,
     """
     root = _a431_root(root)
     names = list_a431(root, split)
+    from .io import _index, _read_raw, read_image
+
     index = _index(index, len(names), "index", f"the A431 {split} split ({root})")
     meta: dict[str, Any] = {"source": "A431 (Din & Yu 2021; Mendeley Data 89s3ymz5wn)",
                             "split": split, "index": index, "file": names[index]}

@@ -7,7 +7,7 @@ Examples
 >>> field = synth.make_field(seed=0, shape=160)
 >>> prof = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1)
 >>> labels, model, history = segment(field, ("fl", "nuc"), "paper", prof, progress=False)
->>> labels.shape == field.shape and labels.max() <= len(history.attrs["markers"])
+>>> bool(labels.shape == field.shape and labels.max() <= len(history.attrs["markers"]))
 True
 """
 

@@ -251,14 +251,17 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int =
     paths = RunPaths.for_profile(profile, root)
     paths.make()
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    timings: dict[str, float] = {}
+    # wall times of earlier runs of this profile are kept, so `--only` updates the report
+    log = paths.results / "timings.json"
+    timings: dict[str, float] = json.loads(log.read_text()) if log.exists() else {}
     for nb in notebooks:
         params = {"profile": profile, "seed": seed, "figures_dir": str(paths.figures),
                   "tables_dir": str(paths.tables)}
         print(f"[{profile}] {nb.name} ...", flush=True)
         timings[nb.stem] = run_notebook(nb, paths.notebooks / nb.name, params, cwd=root)
         print(f"[{profile}] {nb.name} done in {timings[nb.stem]:.1f} s", flush=True)
-    return write_report(paths, profile, seed, timings, started)
+        log.write_text(json.dumps(dict(sorted(timings.items())), indent=1))
+    return write_report(paths, profile, seed, dict(sorted(timings.items())), started)
 
 
 def main(argv: list[str] | None = None) -> int:

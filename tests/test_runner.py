@@ -38,9 +38,12 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
 def test_report_and_manifest_written(tmp_path):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
+    _nb(tmp_path / "notebooks" / "02_ok.ipynb", "y = 3")
     report = runner.reproduce("smoke", root=tmp_path)
     text = report.read_text()
-    assert "01_ok" in text and "seed: 0" in text and "keras" in text
+    assert "01_ok" in text and "02_ok" in text and "seed: 0" in text and "keras" in text
+    runner.reproduce("smoke", only=["02"], root=tmp_path)  # earlier timings are kept
+    assert "01_ok" in report.read_text()
     assert (tmp_path / "results" / "smoke" / "figures" / "MANIFEST.md").exists()
 
 
