@@ -60,7 +60,8 @@ def main() -> None:
     fg = mm.graph_cut(field["fl"])
     summary = {"backend": backend_name(), "device": device_description(), "size": args.size,
                "cells": field.n_cells, "markers": len(found),
-               "mask_iou": realism.iou(fg, field.mask), "prep_s": time.perf_counter() - t0}
+               "mask_iou": metrics.foreground_iou(fg, field.mask),
+               "prep_s": time.perf_counter() - t0}
     pos = realism.nearest_marker_partition(found, fg)
     summary["position_only_miou"] = float(metrics.summarize(
         metrics.per_cell_iou(pos, field.labels, markers=found))["miou"].iloc[0])

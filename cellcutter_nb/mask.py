@@ -39,6 +39,7 @@ from skimage.segmentation import find_boundaries
 from sklearn.ensemble import RandomForestClassifier
 
 from .field import Field, check_image
+from .metrics import foreground_iou
 
 __all__ = ["foreground_iou", "graph_cut", "otsu_mask", "pixel_classifier_mask",
            "pixel_features", "rescale", "synthetic_scribbles"]
@@ -425,18 +426,3 @@ def synthetic_scribbles(field: Field, n_per_class: int = 6, seed: int = 0, *,
         grown = ndi.grey_dilation(out, size=(width, width))
         out = np.where(out == 0, grown, out).astype(np.uint8)
     return out
-
-
-def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two binary masks (1.0 when both are empty).
-
-    Examples
-    --------
-    >>> foreground_iou(np.array([1, 1, 0]), np.array([0, 1, 1]))
-    0.3333333333333333
-    """
-    a, b = np.asarray(pred, bool), np.asarray(truth, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"Masks differ in shape: {a.shape} vs {b.shape}.")
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)

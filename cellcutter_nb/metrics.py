@@ -36,8 +36,8 @@ from scipy import sparse
 
 from .patches import centre_pixels
 
-__all__ = ["contingency", "iou_pairs", "per_cell_iou", "summarize", "agreement", "matching",
-           "DEFAULT_THRESHOLDS"]
+__all__ = ["foreground_iou", "contingency", "iou_pairs", "per_cell_iou", "summarize",
+           "agreement", "matching", "DEFAULT_THRESHOLDS"]
 
 #: IoU thresholds of :func:`matching`: 0.5, 0.55, …, 0.9.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2))
@@ -53,6 +53,21 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"The {name} label image must hold non-negative integers "
                              f"(0 = background), got dtype {x.dtype}.")
     return a.astype(np.int64).ravel(), b.astype(np.int64).ravel()
+
+
+def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two binary masks (1.0 when both are empty).
+
+    Examples
+    --------
+    >>> foreground_iou(np.array([1, 1, 0]), np.array([0, 1, 1]))
+    0.3333333333333333
+    """
+    a, b = np.asarray(pred, bool), np.asarray(truth, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"Masks differ in shape: {a.shape} vs {b.shape}.")
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def contingency(a: np.ndarray, b: np.ndarray) -> sparse.csr_matrix:

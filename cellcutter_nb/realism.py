@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 from skimage.filters import threshold_otsu
 
 from .field import Field
+from .metrics import foreground_iou as iou
 
 
 def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,12 +43,6 @@ def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         junction |= (centre > 0) & (other > 0) & (other != centre)
         periphery |= (centre > 0) & (other == 0)
     return junction, periphery
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def _per_label(values: np.ndarray, labels: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:

@@ -91,7 +91,8 @@ def _spaced_points(allowed: np.ndarray, n: int, margin: float, spacing, rng) -> 
 
     ``spacing`` is a scalar or one value per point (the i-th accepted point keeps
     ``spacing[i]`` from earlier ones). Candidates are drawn at random and accepted
-    greedily: a loop over at most 20·n candidate objects, never over pixels.
+    greedily: a loop over at most 20·n candidates (each tested against all accepted
+    points in one array operation), never over pixels or point pairs.
     """
     dist = ndi.distance_transform_edt(allowed)
     idx = np.flatnonzero(dist.ravel() > margin)
@@ -100,14 +101,16 @@ def _spaced_points(allowed: np.ndarray, n: int, margin: float, spacing, rng) -> 
     spacing = np.broadcast_to(np.asarray(spacing, float), (n,))
     cand = np.column_stack(np.unravel_index(
         rng.choice(idx, size=min(20 * n, idx.size), replace=False), allowed.shape))
-    chosen: list[np.ndarray] = []
-    for c in cand:
-        gap = spacing[len(chosen)]
-        if all(np.hypot(*(c - q)) >= gap for q in chosen):
-            chosen.append(c)
-            if len(chosen) == n:
+    chosen = np.empty((n, 2), float)
+    count = 0
+    for c in cand:  # greedy acceptance is sequential; the distance test is one array op
+        d2 = ((chosen[:count] - c) ** 2).sum(axis=1)
+        if not (d2 < spacing[count] ** 2).any():
+            chosen[count] = c
+            count += 1
+            if count == n:
                 break
-    return np.array(chosen, dtype=float).reshape(-1, 2)
+    return chosen[:count]
 
 
 def _seeds_in(mask: np.ndarray, n: int, rng, iterations: int = 5) -> np.ndarray:
