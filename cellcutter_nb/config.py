@@ -45,6 +45,8 @@ PAIRING_DISTANCE_UM: float = 15.0
 PAPER_FIELD_SIZE: int = 1750
 #: Loss value at which the paper stopped training the synthetic-nucleus UNet.
 NUCLEUS_STOP_LOSS: float = 0.15
+#: Adam learning rate of the synthetic-nucleus UNet (the paper's Methods).
+NUCLEUS_LEARNING_RATE: float = 0.005
 #: Channel names understood everywhere in the package.
 CHANNELS: tuple[str, ...] = ("fl", "bf", "nuc")
 
@@ -128,6 +130,14 @@ class Profile:
         Number of poolings (4 in the paper's network).
     max_patches_per_area : int
         Static padded patch count of one batch.
+    nucleus_max_steps : int
+        Most training steps of the synthetic-nucleus UNet (it stops earlier when its
+        loss reaches :data:`NUCLEUS_STOP_LOSS`, the paper's rule).
+    nucleus_crop : int
+        Side of the random crops the synthetic-nucleus UNet trains on (a multiple of
+        ``2**unet_depth``).
+    nucleus_batch : int
+        Crops per training step of the synthetic-nucleus UNet.
     """
 
     name: str
@@ -138,6 +148,9 @@ class Profile:
     unet_width: int
     unet_depth: int
     max_patches_per_area: int
+    nucleus_max_steps: int = 200
+    nucleus_crop: int = 128
+    nucleus_batch: int = 8
 
     def replace(self, **changes: Any) -> Profile:
         """Return a copy with some fields changed (validated like the original)."""
@@ -181,16 +194,22 @@ PROFILES: dict[str, Profile] = {
         unet_width=8,
         unet_depth=2,
         max_patches_per_area=640,
+        nucleus_max_steps=30,
+        nucleus_crop=64,
+        nucleus_batch=4,
     ),
     "quick": Profile(
         name="quick",
-        field_size=640,
+        field_size=480,  # ~210 cells; 36 Table 1 models must fit 2 cores in ~20 min
         n_replicates=3,
-        max_epochs=400,  # a wall-time cap (max_seconds) usually stops training first
-        steps_per_epoch=8,
+        max_epochs=4,  # ~3,400 patches per model: the early phase of training (see README)
+        steps_per_epoch=4,
         unet_width=16,
         unet_depth=4,
         max_patches_per_area=640,
+        nucleus_max_steps=60,  # ~15 s of training on 2 CPU cores
+        nucleus_crop=96,
+        nucleus_batch=8,
     ),
     "full": Profile(
         name="full",
@@ -201,6 +220,9 @@ PROFILES: dict[str, Profile] = {
         unet_width=32,
         unet_depth=4,
         max_patches_per_area=640,
+        nucleus_max_steps=3000,
+        nucleus_crop=256,
+        nucleus_batch=8,
     ),
 }
 
@@ -226,9 +248,13 @@ def _validated(obj: Any) -> Any:
             raise ValueError(f"patch_size must be an even number >= 8, got {obj.patch_size}.")
     if isinstance(obj, Profile):
         for key in ("field_size", "n_replicates", "max_epochs", "steps_per_epoch",
-                    "unet_width", "unet_depth", "max_patches_per_area"):
+                    "unet_width", "unet_depth", "max_patches_per_area", "nucleus_max_steps",
+                    "nucleus_crop", "nucleus_batch"):
             if getattr(obj, key) < 1:
                 raise ValueError(f"Profile.{key} must be >= 1, got {getattr(obj, key)}.")
+        if obj.nucleus_crop % 2**obj.unet_depth:
+            raise ValueError(f"Profile.nucleus_crop={obj.nucleus_crop} must be a multiple of "
+                             f"2**unet_depth={2**obj.unet_depth}.")
     return obj
 
 

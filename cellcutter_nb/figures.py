@@ -151,3 +151,53 @@ def patch_gallery(patches: np.ndarray, probs: np.ndarray, targets: np.ndarray | 
     axes[0, 0].set_ylabel("input")
     axes[1, 0].set_ylabel("output")
     return fig
+
+
+def combination_traces(traces, references: dict[str, float] | None = None):
+    """Fig. 2: loss and mIOU against patches seen, one line per input combination.
+
+    ``traces`` is :func:`cellcutter_nb.experiments.training_traces` (columns
+    ``combination``, ``patches_seen``, ``loss``, ``miou``). Returns the figure.
+    """
+    fig, axes = subplots(1, 2, size=3.6)
+    for i, (name, h) in enumerate(traces.groupby("combination", sort=False)):
+        x = h["patches_seen"] / 1000
+        axes[0, 0].plot(x, h["loss"], color=f"C{i}", label=name)
+        if "miou" in h:
+            axes[0, 1].plot(x, h["miou"], color=f"C{i}", marker=".", label=name)
+    for j, (name, value) in enumerate((references or {}).items()):
+        axes[0, 1].axhline(value, ls=("--", ":", "-.")[j % 3], lw=1, color="k", label=name)
+    axes[0, 0].set(xlabel="patches seen (thousands)", ylabel="loss (Eq. 1, per patch)")
+    axes[0, 1].set(xlabel="patches seen (thousands)", ylabel="per-cell mIOU", ylim=(0, 1))
+    axes[0, 1].legend(fontsize=7)
+    return fig
+
+
+def ours_vs_paper(summary, paper: dict, title: str = "", ylabel: str = "per-cell mIOU"):
+    """Grouped bars, ours (mean ± std over replicates) beside the paper's numbers.
+
+    ``summary`` has columns ``method``, ``combination``, ``mean``, ``std``
+    (:func:`cellcutter_nb.experiments.summary`); ``paper`` maps (method, combination) to
+    (mean, std). One bar group per combination, one colour per method; the paper's
+    values are hatched. Returns the figure.
+    """
+    combos = list(dict.fromkeys(summary["combination"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, ax = subplots(1, 1, size=3.2)
+    fig.set_size_inches(max(6.0, 1.2 * len(combos) * max(1, len(methods)) / 2), 3.4)
+    width = 0.8 / (2 * len(methods))
+    for m, method in enumerate(methods):
+        rows = summary[summary["method"] == method].set_index("combination")
+        for k, (label, values) in enumerate((
+                ("ours", [rows["mean"].get(c, np.nan) for c in combos]),
+                ("paper", [paper.get((method, c), (np.nan, None))[0] for c in combos]))):
+            errs = ([rows["std"].get(c, np.nan) for c in combos] if k == 0 else
+                    [paper.get((method, c), (None, np.nan))[1] or 0 for c in combos])
+            pos = np.arange(len(combos)) + (2 * m + k - len(methods) + 0.5) * width
+            ax.bar(pos, values, width, yerr=errs, color=f"C{m}", alpha=1.0 if k == 0 else 0.45,
+                   hatch=None if k == 0 else "//", capsize=2,
+                   label=f"{method} ({label})")
+    ax.set_xticks(np.arange(len(combos)), combos)
+    ax.set(ylabel=ylabel, ylim=(0, 1), title=title)
+    ax.legend(fontsize=7, ncols=2, loc="lower center")
+    return fig

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -142,16 +143,30 @@ def versions() -> dict[str, str]:
 
 
 def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, float],
-                 started: str) -> Path:
-    """Write ``REPORT.md`` (run facts and per-notebook wall time) and the figure manifest."""
+                 started: str, skipped: tuple[str, ...] = ()) -> Path:
+    """Write ``REPORT.md`` and the figure manifest.
+
+    The report holds the paper's numbers beside ours and its conclusions marked held or
+    not held (:mod:`cellcutter_nb.report`, from the tables that exist), the profile's
+    settings, seed, device and backend, package versions, git commit and the wall time
+    per notebook (notebooks in ``skipped`` were not rerun: their inputs were unchanged).
+    """
+    from .backend import backend_name, device_description
+    from .report import sections
+
     prof = get_profile(profile)
     commit = git_commit()
+    device = f"{device_description()} (Keras backend {backend_name()})"
     lines = [f"# Reproduction report — profile `{profile}`", "",
              f"- started: {started}", f"- git commit: {commit}", f"- seed: {seed}",
+             f"- device: {device}",
              f"- machine: {platform.platform()}, {os.cpu_count()} CPU cores",
-             f"- profile settings: `{json.dumps(prof.__dict__)}`", "",
-             "## Wall time per notebook", "", "| notebook | seconds |", "|---|---:|"]
-    lines += [f"| {name} | {sec:.1f} |" for name, sec in timings.items()]
+             f"- profile settings: `{json.dumps(prof.__dict__)}`", ""]
+    lines += sections(paths.tables)
+    lines += ["## Wall time per notebook", "", "| notebook | seconds | |", "|---|---:|---|"]
+    lines += [f"| {name} | {sec:.1f} | {'inputs unchanged, not rerun' if name in skipped else ''} |"
+              for name, sec in timings.items()]
+    lines += [f"| **total** | {sum(timings.values()):.1f} | |"]
     lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in versions().items()]
     tables = sorted(paths.tables.glob("*.csv"))
@@ -163,14 +178,25 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
     figs = sorted(p.name for p in paths.figures.glob("*.png"))
     manifest.write_text("\n".join(
         ["# Figures", "", f"Produced by `make reproduce PROFILE={profile}` on {started}, "
-         f"commit {commit}, {platform.platform()} (CPU count {os.cpu_count()}).", ""]
+         f"commit {commit}, {platform.platform()} (CPU count {os.cpu_count()}), "
+         f"device {device}.", ""]
         + [f"- {f}" for f in figs]) + "\n")
     return report
 
 
+def input_hash(notebook: Path, parameters: dict, root: Path = ROOT) -> str:
+    """Hash of what a notebook's outputs depend on: the notebook, its parameters and the
+    package's source; a rerun skips the notebook when it is unchanged."""
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    for src in sorted((Path(__file__).parent).glob("*.py")):
+        h.update(src.name.encode() + src.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = None,
                      learning_rate: Any = None, figures_dir: Any = None,
-                     tables_dir: Any = None) -> dict[str, Any]:
+                     tables_dir: Any = None, cache_dir: Any = None) -> dict[str, Any]:
     """Check the types and values of the notebooks' papermill parameters.
 
     Papermill injects parameters as Python literals, so ``-p profile 3`` arrives as the
@@ -188,8 +214,8 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
         Non-empty, distinct names from ``("fl", "bf", "nuc")``.
     learning_rate : float, optional
         Positive finite number.
-    figures_dir, tables_dir : str or path, optional
-        Output folders (``None`` allowed: do not write).
+    figures_dir, tables_dir, cache_dir : str or path, optional
+        Output folders (``None`` allowed: do not write, or the default cache).
 
     Returns
     -------
@@ -228,7 +254,8 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
                 or not np.isfinite(learning_rate) or learning_rate <= 0):
             raise bad("learning_rate", learning_rate, "a positive number")
         out["learning_rate"] = float(learning_rate)
-    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir)):
+    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir),
+                        ("cache_dir", cache_dir)):
         if value is not None:
             if not isinstance(value, (str, os.PathLike)) or not str(value):
                 raise bad(name, value, "a folder path (string) or None")
@@ -238,8 +265,13 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
 
 # --- the model file -------------------------------------------------------------------------
 def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int = 0,
-              root: Path = ROOT) -> Path:
+              root: Path = ROOT, force: bool = False) -> Path:
     """Run the selected notebooks for ``profile`` and write the report.
+
+    A notebook whose inputs (:func:`input_hash`) are unchanged since its last successful
+    run, with its executed copy still there, is not rerun (``force=True`` reruns it);
+    trained models are cached separately (:mod:`cellcutter_nb.runs`), so a rerun after an
+    interruption resumes where it stopped.
 
     Returns
     -------
@@ -252,16 +284,28 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int =
     paths.make()
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     # wall times of earlier runs of this profile are kept, so `--only` updates the report
-    log = paths.results / "timings.json"
+    log, state_file = paths.results / "timings.json", paths.results / "state.json"
     timings: dict[str, float] = json.loads(log.read_text()) if log.exists() else {}
+    state: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    skipped = []
     for nb in notebooks:
         params = {"profile": profile, "seed": seed, "figures_dir": str(paths.figures),
                   "tables_dir": str(paths.tables)}
+        key, out = input_hash(nb, params), paths.notebooks / nb.name
+        if not force and state.get(nb.stem) == key and out.exists() and nb.stem in timings:
+            print(f"[{profile}] {nb.name}: inputs unchanged, not rerun", flush=True)
+            skipped.append(nb.stem)
+            continue
         print(f"[{profile}] {nb.name} ...", flush=True)
-        timings[nb.stem] = run_notebook(nb, paths.notebooks / nb.name, params, cwd=root)
+        state.pop(nb.stem, None)
+        state_file.write_text(json.dumps(state, indent=1))
+        timings[nb.stem] = run_notebook(nb, out, params, cwd=root)
         print(f"[{profile}] {nb.name} done in {timings[nb.stem]:.1f} s", flush=True)
+        state[nb.stem] = key
         log.write_text(json.dumps(dict(sorted(timings.items())), indent=1))
-    return write_report(paths, profile, seed, dict(sorted(timings.items())), started)
+        state_file.write_text(json.dumps(state, indent=1))
+    return write_report(paths, profile, seed, dict(sorted(timings.items())), started,
+                        tuple(skipped))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    rep.add_argument("--force", action="store_true",
+                     help="rerun notebooks even when their inputs are unchanged")
     add_segment_parser(sub)  # python -m cellcutter_nb segment ... (cellcutter_nb.cli)
     args = parser.parse_args(argv)
     if args.command == "segment":
@@ -287,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             print(nb.stem)
         return 0
     try:
-        report = reproduce(args.profile, args.only, args.seed)
+        report = reproduce(args.profile, args.only, args.seed, force=args.force)
     except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

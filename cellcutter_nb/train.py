@@ -66,6 +66,11 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
+#: Runs of at most this many steps execute eagerly: tracing the compiled train step
+#: costs 2-4 s on 2 CPU cores, more than a few eager steps of a small model.
+EAGER_MAX_STEPS = 8
+
+
 def default_jit() -> bool:
     """Compile the train step with XLA/jit? Yes under JAX; no under TensorFlow on CPU,
     where the oneDNN kernels ran the UNet step 1.7× faster than XLA (measured here)."""
@@ -322,7 +327,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     unet : keras.Model, optional
         Start from this network (e.g. one trained on another image) instead of a new one.
     jit_compile : bool, optional
-        Compile the train step with XLA/jit; default :func:`default_jit`.
+        Compile the train step with XLA/jit; default :func:`default_jit`. Runs of at
+        most :data:`EAGER_MAX_STEPS` steps (the smoke profile) run eagerly instead.
     max_seconds : float, optional
         Also stop after this much wall time (checked after each epoch).
     on_epoch : callable, optional
@@ -354,8 +360,10 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         unet = build_model(ps, profile, seed)
     beta = preset.beta if mask is not None else 0.0
     model = CutterModel(unet, preset.lam, preset.log_base, beta)
-    model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
-                  jit_compile=default_jit() if jit_compile is None else jit_compile)
+    eager = profile.max_epochs * profile.steps_per_epoch <= EAGER_MAX_STEPS
+    model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate), run_eagerly=eager,
+                  jit_compile=False if eager else
+                  (default_jit() if jit_compile is None else jit_compile))
     key = config_hash(preset, profile.replace(max_epochs=1),  # more epochs: resume
                       {"channels": list(channels), "seed": seed, "mask": mask is not None,
                        "field": field.meta.get("cache_key", field.name),
@@ -414,7 +422,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             stopped = "time"
             break
     bar.close()
-    if recalibrate_bn:
+    if recalibrate_bn and not (rows and "miou" in rows[-1]):  # else done for the last score
         recalibrate_batchnorm(unet, ps.patches, seed=seed)
     history = pd.DataFrame(rows)
     rate = (seen - (int(rows[start_epoch - 1]["patches_seen"]) if start_epoch else 0))

@@ -27,8 +27,7 @@ def default_stats(default_field):
 
 @pytest.fixture(scope="session")
 def quick_field():
-    """A quick-profile-sized synthetic field (640×640, seed 0)."""
-    from cellcutter_nb.config import get_profile
+    """A 640×640 synthetic field (seed 0): one paper-sized training area."""
     from cellcutter_nb.synth import make_field
 
-    return make_field(seed=0, shape=get_profile("quick").field_size)
+    return make_field(seed=0, shape=640)

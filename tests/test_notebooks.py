@@ -8,11 +8,36 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cellcutter_nb.runner import discover, run_notebook
 
 NOTEBOOKS = discover()
+#: Tables each notebook must write (smoke profile) and their columns holding IoUs/rates.
+EXPECTED_TABLES = {
+    "04_training_traces": {"04_training_traces": ["miou", "patch_mean_iou"]},
+    "05_table1_ablation": {"05_table1": ["miou", "ap50", "f1"]},
+    "06_cross_modality": {"06_cross_modality": ["miou"]},
+    "07_unseen_image": {"07_unseen_image": ["agreement", "miou_unseen", "miou_own"]},
+    "08_mask_edge_effect": {"08_mask_edge_effect": ["iou_with", "iou_without"]},
+    "09_paper_vs_code": {"09_presets": ["miou", "ap50", "f1"]},
+    "10_explore": {"10_explore_summary": ["miou", "std", "frac_iou_ge_0.5"],
+                   "10_explore_per_cell": ["unsupervised", "position only"]},
+    "12_your_own_images": {"12_your_own_images": ["markers_with_cell", "mask_covered",
+                                                  "miou_vs_position_only"]},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_model_cache(tmp_path_factory):
+    """One model cache for the session's notebooks, as in a real run: notebook 05 reuses
+    the models 04 trained (and a fresh cache every session, so nothing stale is read)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CELLCUTTER_NB_CACHE", str(tmp_path_factory.mktemp("model_cache")))
+    yield
+    mp.undo()
 
 
 def test_notebooks_exist():
@@ -42,3 +67,10 @@ def test_runs_in_smoke_profile(path, tmp_path):
     assert not banner, "TensorFlow banners leaked into the notebook"
     assert sorted(figs.glob("*.png")), "the notebook saved no figure"
     assert all((figs / (p.stem + ".pdf")).exists() for p in figs.glob("*.png"))
+    for name, columns in EXPECTED_TABLES.get(path.stem, {}).items():
+        table = pd.read_csv(tables / f"{name}.csv")
+        assert len(table), f"{name}.csv is empty"
+        for col in columns:
+            values = table[col].to_numpy(np.float64)
+            assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all(), (
+                f"{name}.csv: {col} outside [0, 1]")

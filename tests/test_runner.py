@@ -52,3 +52,23 @@ def test_cli_list_and_bad_profile(capsys):
     assert "01_data" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         runner.main(["reproduce", "--profile", "huge"])
+
+
+def test_rerun_skips_unchanged_notebooks_and_reruns_changed(tmp_path, capsys):
+    (tmp_path / "notebooks").mkdir()
+    _nb(tmp_path / "notebooks" / "01_a.ipynb", "y = 2")
+    _nb(tmp_path / "notebooks" / "02_b.ipynb", "y = 3")
+    runner.reproduce("smoke", root=tmp_path)
+    capsys.readouterr()
+    _nb(tmp_path / "notebooks" / "02_b.ipynb", "y = 4")  # only 02 changed
+    report = runner.reproduce("smoke", root=tmp_path)
+    out = capsys.readouterr().out
+    assert "01_a.ipynb: inputs unchanged, not rerun" in out
+    assert "02_b.ipynb done" in out
+    assert "inputs unchanged, not rerun" in report.read_text()
+    runner.reproduce("smoke", root=tmp_path, force=True)
+    assert "01_a.ipynb done" in capsys.readouterr().out
+    # an interrupted run (executed copy lost) is rerun
+    (tmp_path / "results" / "smoke" / "notebooks" / "01_a.ipynb").unlink()
+    runner.reproduce("smoke", root=tmp_path)
+    assert "01_a.ipynb done" in capsys.readouterr().out
