@@ -318,7 +318,8 @@ def area_batches(patch_set: PatchSet, mask: np.ndarray | None, area_size: int,
         Padded patch count P of every batch (``profile.max_patches_per_area``).
     rng : numpy Generator, int or None
         Draws the tiling offset (and the batch order when ``shuffle``); ``None``
-        gives offset 0 and the areas in row-major order.
+        gives offset 0 and the areas in row-major order. Along a side no longer than
+        ``area_size`` the offset is always 0, so a small field is one batch.
     shuffle : bool
         Shuffle the order of the batches (only when ``rng`` is given).
 
@@ -358,7 +359,11 @@ def area_batches(patch_set: PatchSet, mask: np.ndarray | None, area_size: int,
                          f"image; pass the mask of the same field.")
     if rng is not None and not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
-    shift = np.zeros(2, np.int64) if rng is None else rng.integers(0, area_size, size=2)
+    # random tiling offsets, except along a side that one area already covers: a field
+    # no larger than an area is always one whole batch (no cell loses its neighbours)
+    fits = np.array([h, w]) <= area_size
+    shift = (np.zeros(2, np.int64) if rng is None else
+             np.where(fits, 0, rng.integers(0, area_size, size=2)))
     area_id = (patch_set.centres + shift) // area_size  # (N, 2) area index per patch
     keys, inverse = np.unique(area_id, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)

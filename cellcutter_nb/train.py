@@ -176,11 +176,34 @@ def trim_padding(batch: AreaBatch, multiple: int = PAD_MULTIPLE) -> AreaBatch:
 
 
 def _epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
-    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padding trimmed."""
+    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padding trimmed.
+
+    The areas are grouped on a stand-in for ``ps`` with no pixels (zero channels) whose
+    ``marker_indices`` are patch rows; the pixels of the kept areas are gathered
+    afterwards, only up to the trimmed length. Same batches and the same ``rng`` draws
+    as grouping ``ps`` itself, without copying every area's patches padded to
+    ``max_patches_per_area`` (40-160 ms per step at 1750² px, 2 CPU cores).
+    """
+    rows = PatchSet(ps.patches[..., :0], ps.origins, np.arange(len(ps), dtype=np.int32),
+                    ps.channels, ps.image_shape)
+    mask = None if mask is None else np.asarray(mask, np.float32)  # converted once
     out: list[AreaBatch] = []
     while len(out) < profile.steps_per_epoch:
-        out += area_batches(ps, mask, preset.area_size, profile.max_patches_per_area, rng)
-    return [trim_padding(b) for b in out[: profile.steps_per_epoch]]
+        out += area_batches(rows, mask, profile.train_area or preset.area_size,
+                            profile.max_patches_per_area, rng)
+    return [_gather_pixels(trim_padding(b), ps) for b in out[: profile.steps_per_epoch]]
+
+
+def _gather_pixels(batch: AreaBatch, ps: PatchSet) -> AreaBatch:
+    """Fill a batch grouped by :func:`_epoch_batches` with the patches of ``ps`` (zero
+    padding) and turn its patch rows back into marker indices (-1 for padding)."""
+    n, total = batch.n_valid, len(batch.valid)
+    row = batch.marker_indices[:n]
+    patches = np.zeros((total, *ps.patches.shape[1:]), np.float32)
+    patches[:n] = ps.patches[row]
+    markers = np.full(total, -1, np.int32)
+    markers[:n] = ps.marker_indices[row]
+    return replace(batch, patches=patches, marker_indices=markers)
 
 
 def fill_padding(batch: AreaBatch) -> AreaBatch:

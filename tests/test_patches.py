@@ -172,3 +172,15 @@ def test_too_many_patches_names_the_setting():
         area_batches(ps, None, area_size=64, max_patches=5)
     with pytest.raises(ValueError, match="mask has shape"):
         area_batches(ps, np.ones((3, 3)), area_size=64, max_patches=10)
+
+
+def test_field_no_larger_than_an_area_is_one_batch_whatever_the_offset():
+    f = Field({"fl": np.ones((100, 300))},
+              markers=[[10.0, 10.0], [90.0, 290.0], [50.0, 150.0], [20.0, 250.0]])
+    ps = extract_patches(f, ["fl"], config.get_preset("paper").replace(patch_size=8))
+    for seed in range(5):  # the tall side (100 <= 128) is never split; the wide one can be
+        batches = area_batches(ps, None, area_size=128, max_patches=4, rng=seed)
+        assert sum(b.n_valid for b in batches) == 4
+        assert all(b.canvas_origin[0] == -4 for b in batches)
+    one = area_batches(ps, None, area_size=300, max_patches=4, rng=1)
+    assert len(one) == 1 and one[0].n_valid == 4
