@@ -201,7 +201,7 @@ PROFILES: dict[str, Profile] = {
         unet_depth=2,
         max_patches_per_area=640,
         train_area=160,
-        nucleus_max_steps=30,
+        nucleus_max_steps=15,
         nucleus_crop=64,
         nucleus_batch=4,
     ),
@@ -215,8 +215,8 @@ PROFILES: dict[str, Profile] = {
         unet_depth=4,
         max_patches_per_area=640,
         train_area=240,  # ~25-55 cells per step (see Profile.train_area)
-        nucleus_max_steps=60,  # ~15 s of training on 2 CPU cores
-        nucleus_crop=96,
+        nucleus_max_steps=200,  # 30-40 s per nucleus UNet on 2 busy CPU cores
+        nucleus_crop=64,
         nucleus_batch=8,
     ),
     "full": Profile(

@@ -66,8 +66,8 @@ def test_table1_and_views_share_the_grid(cache):
     np.testing.assert_allclose(edge["gain"], edge["iou_with"] - edge["iou_without"])
     assert set(edge["position"]) <= {"edge", "interior"}
     unseen = experiments.unseen_image(TINY, combinations=combos, cache_dir=cache)
-    assert sorted(zip(unseen["trained_on"], unseen["applied_to"])) == [(0, 1), (0, 1), (1, 0),
-                                                                       (1, 0)]
+    pairs = sorted(zip(unseen["trained_on"], unseen["applied_to"], strict=True))
+    assert pairs == [(0, 1), (0, 1), (1, 0), (1, 0)]
     assert unseen[["agreement", "miou_unseen", "miou_own"]].apply(
         lambda c: c.between(0, 1).all()).all()
 
@@ -91,7 +91,7 @@ def test_edge_cells_finds_the_enclosed_cell():
 
 def _table(with_mask, without, cp=0.5, position=0.5):
     rows = []
-    for r, (w, wo) in enumerate(zip(with_mask, without)):
+    for r, (w, wo) in enumerate(zip(with_mask, without, strict=True)):
         for c in ("FL", "FL+Nuc", "BF", "BF+Nuc"):
             rows += [{"method": "CNN w/ mask", "combination": c, "replicate": r, "miou": w},
                      {"method": "CNN w/o mask", "combination": c, "replicate": r, "miou": wo}]
