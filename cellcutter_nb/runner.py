@@ -5,8 +5,11 @@ executes ``notebooks/NN_*.ipynb`` in order, writes executed copies to
 ``results/<profile>/notebooks/``, figures to ``figures/`` (``results/smoke/figures/``
 for the smoke profile, so CI never overwrites the committed figures), tables to
 ``results/<profile>/tables/``, and a ``REPORT.md`` with wall times, versions,
-device and commit. A failing notebook stops the run with a non-zero exit that
-names the notebook and the failing cell; its executed copy is kept.
+device and commit, the paper's numbers beside ours and its conclusions marked held or
+not held (:mod:`cellcutter_nb.report`). A failing notebook stops the run with a
+non-zero exit that names the notebook and the failing cell; its executed copy is kept.
+A rerun skips notebooks whose inputs are unchanged (:func:`input_hash`) and trained
+models come from the cache of :mod:`cellcutter_nb.runs`, so an interrupted run resumes.
 
 Examples
 --------
