@@ -13,7 +13,8 @@
 #   GPU_SH_SMOKE=1 bash benchmarks/gpu.sh   # tiny sizes: check the script on a CPU
 #
 # Environment: PYTHON (default python3), OUT, GPU_SH_BUDGET_S (seconds for the whole
-# script, default 540), GPU_SH_SMOKE.
+# script, default 540; 180 in smoke mode), GPU_SH_SMOKE. Extra arguments go to
+# gpu_grid.py (e.g. --precision-s 60 --policy mixed_float16 --skip-grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GPU_SH_T0="${GPU_SH_T0:-$(date +%s)}"

@@ -16,13 +16,14 @@ Table 1 at full scale, all inside one wall-time budget.
 4. The Table 1 grid (6 input combinations × with/without mask × 3 replicates = 36
    models) runs through :func:`cellcutter_nb.experiments.table1` with the ``full``
    profile shortened by ``replace(max_epochs=..., steps_per_epoch=...)`` so that it
-   fits the time left; the arithmetic is printed before it starts. JAX's persistent
-   compilation cache lets the 36 models share compiled train steps.
+   fits the time left (with fewer replicates only if 3 cannot fit with a compiled
+   step); the arithmetic is printed before it starts. JAX's persistent compilation
+   cache lets the 36 models share compiled train steps.
 
 Outputs (CSV) go to ``--out`` (``$OUT`` if set, else ``benchmarks/results/gpu``):
 ``precision.csv``, ``precision_history.csv``, ``table1.csv``, ``table1_summary.csv``,
 ``budget.json``. ``GPU_SH_SMOKE=1`` shrinks everything (192-px fields, width 8, one
-replicate, two combinations) to check the script end to end on a CPU.
+replicate, two combinations, a 180-s budget) to check the script end to end on a CPU.
 
 Run: ``bash benchmarks/gpu.sh`` (which installs what is missing and sets
 ``KERAS_BACKEND=jax``), or directly ``KERAS_BACKEND=jax python benchmarks/gpu_grid.py``.
@@ -124,7 +125,7 @@ def grid_profile(base, left_s: float, rate: float, patches_per_step: float, t_mo
     """
     from cellcutter_nb import train
 
-    eager_max = getattr(train, "EAGER_MAX_STEPS", 0)
+    eager_max = train.EAGER_MAX_STEPS
     per_model = (left_s - t_fixed_s) / n_models - t_model_s
     options = []
     for steps in range(1, base.steps_per_epoch + 1):
@@ -135,9 +136,10 @@ def grid_profile(base, left_s: float, rate: float, patches_per_step: float, t_mo
     if options:
         _, total, neg_epochs, steps = max(options)
         epochs = -neg_epochs
-    else:
-        epochs, steps = 1, eager_max + 1 if not SMOKE else 1
-    text = (f"{left_s:.0f} s left - {t_fixed_s:.0f} s replicate prep and references = "
+    else:  # nothing fits: the smallest compiled run, over budget (said below)
+        epochs, steps = 1, min(eager_max + 1, base.steps_per_epoch) if not SMOKE else 1
+    text = (("OVER BUDGET: " if not options else "")
+            + f"{left_s:.0f} s left - {t_fixed_s:.0f} s replicate prep and references = "
             f"{left_s - t_fixed_s:.0f} s for {n_models} models = "
             f"{(left_s - t_fixed_s) / n_models:.1f} s each = {t_model_s:.1f} s fixed "
             f"(patches, compile, final prediction and scoring) + epochs × ({t_epoch_s:.1f} s "
@@ -152,13 +154,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "benchmarks/results/gpu")
     parser.add_argument("--budget-s", type=float,
-                        default=float(os.environ.get("GPU_SH_BUDGET_S", 540)),
+                        default=float(os.environ.get("GPU_SH_BUDGET_S",
+                                                     180 if SMOKE else 540)),
                         help="wall time for all of gpu.sh, counted from GPU_SH_T0")
     parser.add_argument("--precision-s", type=float, default=45.0,
                         help="cap of each precision run (s)")
     parser.add_argument("--policy", default="mixed_bfloat16",
                         choices=["mixed_bfloat16", "mixed_float16"])
-    parser.add_argument("--margin-s", type=float, default=45.0,
+    parser.add_argument("--margin-s", type=float, default=60.0,
                         help="kept free at the end (writing, slack)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-grid", action="store_true")
@@ -207,7 +210,7 @@ def main() -> None:
     # 3. Table 1 at full scale, sized to the time left
     from cellcutter_nb.model import build_unet
     from cellcutter_nb.patches import extract_patches
-    from cellcutter_nb.train import evaluate, recalibrate_batchnorm
+    from cellcutter_nb.train import EAGER_MAX_STEPS, evaluate, recalibrate_batchnorm
 
     f32 = summaries[0]
     rate = f32["patches_per_s_steady"]
@@ -241,13 +244,20 @@ def main() -> None:
     t_compile = max(f32["first_epoch_s"] - full.steps_per_epoch * patches_per_step / rate
                     - t_eval, 0.0)
     kinds = len({(len(c), m) for c in combos for m in (True, False)})
-    n_models = len(combos) * 2 * full.n_replicates
-    t_model = (t_extract + t_eval
-               + t_compile * (kinds + 0.25 * (n_models - kinds)) / n_models)
-    t_fixed = (full.n_replicates - 1) * t_prep + full.n_replicates * t_refs
     left = args.budget_s - elapsed() - args.margin_s
-    profile, text = grid_profile(full, left, rate, patches_per_step, t_model, t_eval,
-                                 n_models, t_fixed)
+    for reps in range(full.n_replicates, 0, -1):  # fewer replicates only if 3 cannot fit
+        n_models = len(combos) * 2 * reps
+        t_model = (t_extract + t_eval
+                   + t_compile * (kinds + 0.25 * max(n_models - kinds, 0)) / n_models)
+        t_fixed = (reps - 1) * t_prep + reps * t_refs
+        profile, text = grid_profile(full.replace(n_replicates=reps), left, rate,
+                                     patches_per_step, t_model, t_eval, n_models, t_fixed)
+        fits = (not text.startswith("OVER")
+                and profile.max_epochs * profile.steps_per_epoch > EAGER_MAX_STEPS)
+        if fits or reps == 1 or SMOKE:
+            break
+        log(f"grid with {reps} replicates does not fit: {text}")
+    text = f"{profile.n_replicates} replicate(s): {text}"
     budget.update(rate=rate, patches_per_step=patches_per_step, t_prep=t_prep,
                   pipeline_ms_per_step=pipe_ms, step_ms=step_ms,
                   t_eval=t_eval, t_refs=t_refs, t_compile=t_compile, t_model=t_model,

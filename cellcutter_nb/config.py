@@ -263,9 +263,6 @@ def _validated(obj: Any) -> Any:
         if obj.train_area is not None and obj.train_area < PATCH_SIZE:
             raise ValueError(f"Profile.train_area must be None or >= {PATCH_SIZE} px, got "
                              f"{obj.train_area}.")
-        if obj.nucleus_crop % 2**obj.unet_depth:
-            raise ValueError(f"Profile.nucleus_crop={obj.nucleus_crop} must be a multiple of "
-                             f"2**unet_depth={2**obj.unet_depth}.")
     return obj
 
 
