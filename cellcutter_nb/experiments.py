@@ -193,7 +193,7 @@ def cross_modality(profile: str | Profile = "quick", preset: str | Preset = "pap
     prof, pre = _setup(profile, preset)
     pairs = {"FL vs BF": (("fl",), ("bf",)), "FL+Nuc vs BF+Nuc": (("fl", "nuc"), ("bf", "nuc"))}
     rows = []
-    for i in range(prof.n_replicates):
+    for i in _progress(list(range(prof.n_replicates)), "replicates", progress):
         for name, (a, b) in pairs.items():
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for c in (a, b))
             iou = per_cell_iou(rb.labels, ra.labels)["iou"].to_numpy()  # labels match by number
@@ -224,7 +224,7 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
     if prof.n_replicates < 2:
         raise ValueError("unseen_image needs at least 2 replicates (profile.n_replicates).")
     rows = []
-    for c in _check_combinations(combinations):
+    for c in _progress(_check_combinations(combinations), "combinations", progress):
         for a in range(prof.n_replicates):
             b = (a + 1) % prof.n_replicates
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for i in (a, b))
@@ -269,7 +269,7 @@ def mask_edge_effect(profile: str | Profile = "quick", preset: str | Preset = "p
     """
     prof, pre = _setup(profile, preset)
     frames = []
-    for i in range(prof.n_replicates):
+    for i in _progress(list(range(prof.n_replicates)), "replicates", progress):
         edge = set(edge_cells(replicate(prof, pre, i, seed).field.labels).tolist())
         for c in _check_combinations(combinations):
             w, wo = (fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
