@@ -26,13 +26,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -268,12 +269,35 @@ def fit(profile: str | Profile, preset: str | Preset, index: int,
     return run
 
 
-def _save(run: Run, model) -> None:
-    """Write the run to a temporary folder and rename it into place (never half-written)."""
-    assert run.folder is not None
-    run.folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run.key}-", dir=run.folder.parent))
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``folder`` to write into; on success it replaces
+    ``folder`` in one rename, on error it is removed (a cache entry is never half-written).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "entry"
+    >>> with atomic_folder(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("x")
+    >>> sorted(p.name for p in target.iterdir())
+    ['a.txt']
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save(run: Run, model) -> None:
+    """Write the run's model, labels, tables and scores to its cache folder."""
+    assert run.folder is not None
+    with atomic_folder(run.folder) as tmp:
         model.save(tmp / "model.keras")
         np.save(tmp / "labels.npy", run.labels)
         run.history.to_csv(tmp / "history.csv", index=False)
@@ -281,11 +305,6 @@ def _save(run: Run, model) -> None:
         (tmp / "meta.json").write_text(json.dumps(
             {"key": run.key, "channels": list(run.channels), "with_mask": run.with_mask,
              "index": run.index, "scores": run.scores}, indent=1))
-        if run.folder.exists():
-            shutil.rmtree(run.folder)
-        os.replace(tmp, run.folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(folder: Path, markers: np.ndarray) -> Run:

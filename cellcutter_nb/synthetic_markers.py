@@ -21,9 +21,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -125,18 +122,13 @@ def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, se
             "stopped": res.stopped, "steps": len(res.history), "seconds": res.seconds,
             "thresholds": thresholds}
     if folder is not None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
-        try:
+        from .runs import atomic_folder
+
+        with atomic_folder(folder) as tmp:
             res.model.save(tmp / "model.keras")
             np.save(tmp / "probability.npy", probs[fold.test])
             res.history.to_csv(tmp / "history.csv", index=False)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return probs[fold.test], dict(meta, history=res.history)
 
 
