@@ -234,26 +234,30 @@ def patch_targets(labels: np.ndarray, ps: PatchSet) -> np.ndarray:
     return ((cut == cell[:, None, None]) & (cell[:, None, None] > 0)).astype(np.float32)
 
 
-def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: int = 128,
-                          n_batches: int = 4, seed: int = 0) -> None:
+def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: int = 256,
+                          n_batches: int = 2, seed: int = 0) -> None:
     """Set BatchNorm moving statistics to the average over a few batches of ``patches``.
 
     Keras' momentum 0.99 leaves the moving statistics hundreds of steps behind the
     weights, and inference (``training=False``) with stale statistics can score near
     zero after short training. This uses no labels: forward passes in training mode
-    with momentum i/(i+1) give the running mean of the batch statistics.
+    with momentum i/(i+1) give the running mean of the batch statistics. With no more
+    than ``batch_size`` patches, one pass over all of them sets the statistics of the
+    whole set; otherwise ``n_batches`` random batches of ``batch_size`` are averaged.
     """
     layers = [layer for layer in unet.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers or len(patches) == 0:
         return
     rng = np.random.default_rng(seed)
+    n = len(patches)
+    batches = [np.arange(n)] if n <= batch_size else [
+        np.sort(rng.choice(n, size=batch_size, replace=False)) for _ in range(n_batches)]
     saved = [layer.momentum for layer in layers]
     try:
-        for i in range(n_batches):
+        for i, idx in enumerate(batches):
             for layer in layers:
                 layer.momentum = i / (i + 1.0)
-            idx = rng.choice(len(patches), size=min(batch_size, len(patches)), replace=False)
-            unet(patches[np.sort(idx)], training=True)
+            unet(patches[idx], training=True)
     finally:
         for layer, m in zip(layers, saved, strict=True):
             layer.momentum = m

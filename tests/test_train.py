@@ -112,6 +112,16 @@ def test_recalibrate_batchnorm_moves_statistics():
     assert bn.momentum == pytest.approx(0.99)
 
 
+def test_recalibrate_batchnorm_one_pass_matches_training_mode():
+    # with no more patches than one batch, the moving statistics become those of the
+    # whole set: inference on that set equals the training-mode forward pass
+    unet = build_unet(2, width=4, depth=2, patch_size=16, seed=0)
+    x = np.random.default_rng(1).normal(3.0, 2.0, (24, 16, 16, 2)).astype(np.float32)
+    recalibrate_batchnorm(unet, x, batch_size=32)
+    np.testing.assert_allclose(np.asarray(unet(x, training=False)),
+                               np.asarray(unet(x, training=True)), atol=1e-4)
+
+
 def test_supervised_upper_bound_runs(small_field):
     r = train_supervised(small_field, ("fl",), "paper", TINY, epochs=1, batch_size=8)
     assert r.history["miou"].between(0, 1).all() and len(r.history) == 1
