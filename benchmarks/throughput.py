@@ -9,7 +9,7 @@ mask, ``fill_padding`` + a dihedral transform, as a training epoch does) and tim
 shape, then ``--repeats`` rounds of one timed pass per model, interleaved so that the
 load of a shared machine hits all alike; the median pass gives patches/s (real
 patches, padding excluded). The same subprocess times the numpy input pipeline of a
-training step (``_epoch_batches`` + ``fill_padding`` + ``transform_batch``), which
+training step (``epoch_batches`` + ``fill_padding`` + ``transform_batch``), which
 :func:`~cellcutter_nb.train.train` runs in series with the steps.
 
 Run: ``python benchmarks/throughput.py`` (all configurations, ~25 min on 2 CPU cores) or
@@ -40,18 +40,18 @@ DEFAULT_CONFIGS = [
 
 
 def input_pipeline(ps, mask, preset, profile, seed: int, epochs: int) -> tuple:
-    """Seconds per step of train()'s numpy work per epoch (``_epoch_batches`` +
+    """Seconds per step of train()'s numpy work per epoch (``epoch_batches`` +
     ``fill_padding`` + ``transform_batch``) for ``epochs`` epochs, and the first epoch's
     batches."""
     import numpy as np
 
-    from cellcutter_nb.train import _epoch_batches, fill_padding, n_transforms, transform_batch
+    from cellcutter_nb.batches import epoch_batches, fill_padding, n_transforms, transform_batch
 
     times, first = [], []
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
         t0 = time.perf_counter()
-        raw = _epoch_batches(ps, mask, preset, profile, rng)
+        raw = epoch_batches(ps, mask, preset, profile, rng)
         out = [transform_batch(fill_padding(b), int(rng.integers(n_transforms(preset))))
                for b in raw]
         times.append((time.perf_counter() - t0) / len(out))

@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,19 @@ class Profile:
     def replace(self, **changes: Any) -> Profile:
         """Return a copy with some fields changed (validated like the original)."""
         return _validated(dataclasses.replace(self, **changes))
+
+    def subset(self, fields: Sequence[str]) -> dict[str, Any]:
+        """The values of some fields, e.g. those a cache key depends on.
+
+        Examples
+        --------
+        >>> get_profile("smoke").subset(["field_size", "unet_width"])
+        {'field_size': 320, 'unet_width': 8}
+        """
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"Profile has no field(s) {unknown}.")
+        return {name: getattr(self, name) for name in fields}
 
 
 PRESETS: dict[str, Preset] = {

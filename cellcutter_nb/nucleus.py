@@ -60,6 +60,10 @@ MODALITIES: dict[str, str] = {"fl": "FL", "bf": "BF"}
 FLAT_FIELD_SIGMA_UM = 32.0
 #: Bump when a change to nucleus training makes cached models stale.
 CACHE_VERSION = 1
+#: The Profile fields that shape a nucleus UNet (its cache key); the segmentation
+#: training settings do not.
+NUCLEUS_PROFILE_FIELDS = ("field_size", "unet_width", "unet_depth", "nucleus_max_steps",
+                          "nucleus_crop", "nucleus_batch")
 #: Candidate blob thresholds for synthetic nucleus images, fitted per fold on the
 #: training fields (:func:`calibrate_threshold`); see :func:`markers.detect_blobs`.
 BLOB_THRESHOLDS: dict[str, tuple[float, ...]] = {

@@ -46,6 +46,10 @@ from .field import Field
 
 #: Bump when a change to training or scoring makes cached runs stale.
 CACHE_VERSION = 1
+#: The Profile fields that shape one segmentation run. The replicate count and the
+#: synthetic-nucleus settings do not, so changing them keeps the cached runs.
+RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
+                      "unet_depth", "max_patches_per_area", "train_area")
 #: Table 1's six input combinations, in the paper's column order.
 COMBINATIONS: tuple[tuple[str, ...], ...] = (
     ("fl",), ("fl", "nuc"), ("bf",), ("bf", "nuc"), ("fl", "bf"), ("fl", "bf", "nuc"))
@@ -202,13 +206,15 @@ def score(labels: np.ndarray, field: Field, markers: np.ndarray) -> tuple[dict, 
 
 def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str],
             with_mask: bool, seed: int, markers: np.ndarray | None = None) -> str:
-    """Cache key of a run; markers other than the replicate's own enter by content."""
+    """Cache key of a run: the profile's :data:`RUN_PROFILE_FIELDS`, the whole preset, the
+    replicate, seed, channels and mask; markers other than the replicate's own enter by
+    content."""
     extra = {"version": CACHE_VERSION, "replicate": int(index), "seed": int(seed),
              "channels": list(channels), "mask": bool(with_mask)}
     if markers is not None:
         extra["markers"] = hashlib.sha256(
             np.ascontiguousarray(markers, np.float64).tobytes()).hexdigest()[:16]
-    return config_hash(profile, preset, extra)
+    return config_hash(profile.subset(RUN_PROFILE_FIELDS), preset, extra)
 
 
 def fit(profile: str | Profile, preset: str | Preset, index: int,

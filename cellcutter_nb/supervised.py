@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .backend import keras
+from .batches import n_transforms
 from .config import Preset, Profile, get_preset, get_profile
 from .field import Field, check_markers
 from .patches import PatchSet, extract_patches
@@ -33,7 +34,6 @@ from .train import (
     TrainResult,
     build_model,
     evaluate,
-    n_transforms,
     patch_targets,
     recalibrate_batchnorm,
     seed_everything,

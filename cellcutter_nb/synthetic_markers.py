@@ -36,6 +36,7 @@ from .nucleus import (
     CACHE_VERSION,
     FLAT_FIELD_SIGMA_UM,
     MODALITIES,
+    NUCLEUS_PROFILE_FIELDS,
     Fold,
     calibrate_threshold,
     cv_folds,
@@ -97,10 +98,10 @@ def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, se
     from .markers import detect_blobs
     from .runs import replicate
 
-    key = config_hash(profile, {"version": CACHE_VERSION, "modality": modality,
-                                "train": list(fold.train), "test": fold.test,
-                                "seed": int(seed), "thresholds": BLOB_THRESHOLDS,
-                                "flat_field_um": FLAT_FIELD_SIGMA_UM})
+    key = config_hash(profile.subset(NUCLEUS_PROFILE_FIELDS),
+                      {"version": CACHE_VERSION, "modality": modality,
+                       "train": list(fold.train), "test": fold.test, "seed": int(seed),
+                       "thresholds": BLOB_THRESHOLDS, "flat_field_um": FLAT_FIELD_SIGMA_UM})
     folder = Path(cache_dir) / "nucleus" / key if cache_dir else None
     if folder is not None and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())

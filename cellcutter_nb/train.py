@@ -1,6 +1,7 @@
-"""Unsupervised training with Eq. 1: the compiled step, augmentation, history, checkpoints.
+"""Unsupervised training with Eq. 1: the compiled step, history, checkpoints.
 
-One training step takes one area (:class:`~cellcutter_nb.patches.AreaBatch`),
+One training step takes one area (:class:`~cellcutter_nb.patches.AreaBatch`, prepared by
+:mod:`cellcutter_nb.batches`),
 transforms it by one of the 8 flips/transposes (4 flips only for the
 ``original_code`` preset) and minimises Eq. 1 (:mod:`cellcutter_nb.loss`) with Adam.
 The transform is applied to the *whole batch geometry* — patches, their places on
@@ -32,7 +33,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,14 @@ import numpy as np
 import pandas as pd
 
 from .backend import backend_name, keras
+from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
 from .config import Preset, Profile, config_hash, get_preset, get_profile
 from .field import Field, check_markers
 from .integrate import chunk_probabilities, chunk_size, integrate
 from .loss import cutter_loss
 from .metrics import per_cell_iou, summarize
 from .model import build_unet
-from .patches import AreaBatch, PatchSet, area_batches, extract_patches
+from .patches import PatchSet, extract_patches
 
 ops = keras.ops
 
@@ -75,37 +77,6 @@ def default_jit() -> bool:
     """Compile the train step with XLA/jit? Yes under JAX; no under TensorFlow on CPU,
     where the oneDNN kernels ran the UNet step 1.7× faster than XLA (measured here)."""
     return backend_name() != "tensorflow"
-
-
-# --- augmentation -------------------------------------------------------------------------
-def n_transforms(preset: Preset) -> int:
-    """8 flips/transposes (paper) or 4 flips (released code)."""
-    return 8 if preset.augment == "dihedral" else 4
-
-
-def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
-    """Apply dihedral transform ``t`` (bit 0 flip rows, bit 1 flip cols, bit 2 transpose).
-
-    Patches, their offsets on the square canvas and the mask canvas are transformed
-    together, so Eq. 1 of the transformed batch equals Eq. 1 of the original batch
-    with the inverse transform applied to the network outputs.
-    """
-    if not 0 <= t < 8:
-        raise ValueError(f"transform index must be in 0..7, got {t}.")
-    side, k = batch.mask.shape[0], batch.patches.shape[1]
-    patches, offsets, mask = batch.patches, batch.offsets.copy(), batch.mask
-    if t & 1:
-        patches, mask = patches[:, ::-1], mask[::-1]
-        offsets[:, 0] = side - k - offsets[:, 0]
-    if t & 2:
-        patches, mask = patches[:, :, ::-1], mask[:, ::-1]
-        offsets[:, 1] = side - k - offsets[:, 1]
-    if t & 4:
-        patches, mask = patches.transpose(0, 2, 1, 3), mask.T
-        offsets = offsets[:, ::-1]
-    return replace(batch, patches=np.ascontiguousarray(patches),
-                   offsets=np.ascontiguousarray(offsets, dtype=np.int32),
-                   mask=np.ascontiguousarray(mask))
 
 
 # --- the compiled step ----------------------------------------------------------------------
@@ -156,69 +127,6 @@ class TrainResult:
     stopped: str
     seconds: float
     patches_per_second: float
-
-
-#: Batches are padded to a multiple of this many patches: a handful of static shapes
-#: (one compile each) instead of one shape padded to the profile's maximum.
-PAD_MULTIPLE = 64
-
-
-def trim_padding(batch: AreaBatch, multiple: int = PAD_MULTIPLE) -> AreaBatch:
-    """Drop padding beyond the next multiple of ``multiple`` patches (valid ones come first).
-
-    An area that holds 90 patches is run as 128, not as the profile's maximum of 640:
-    with random tiling offsets most areas are partial, and padding costs as much
-    compute as real patches.
-    """
-    keep = int(min(len(batch.valid), max(multiple, -(-batch.n_valid // multiple) * multiple)))
-    return replace(batch, patches=batch.patches[:keep], valid=batch.valid[:keep],
-                   offsets=batch.offsets[:keep], marker_indices=batch.marker_indices[:keep])
-
-
-def _epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
-    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padding trimmed.
-
-    The areas are grouped on a stand-in for ``ps`` with no pixels (zero channels) whose
-    ``marker_indices`` are patch rows; the pixels of the kept areas are gathered
-    afterwards, only up to the trimmed length. Same batches and the same ``rng`` draws
-    as grouping ``ps`` itself, without copying every area's patches padded to
-    ``max_patches_per_area`` (40-160 ms per step at 1750² px, 2 CPU cores).
-    """
-    rows = PatchSet(ps.patches[..., :0], ps.origins, np.arange(len(ps), dtype=np.int32),
-                    ps.channels, ps.image_shape)
-    mask = None if mask is None else np.asarray(mask, np.float32)  # converted once
-    out: list[AreaBatch] = []
-    while len(out) < profile.steps_per_epoch:
-        out += area_batches(rows, mask, profile.train_area or preset.area_size,
-                            profile.max_patches_per_area, rng)
-    return [_gather_pixels(trim_padding(b), ps) for b in out[: profile.steps_per_epoch]]
-
-
-def _gather_pixels(batch: AreaBatch, ps: PatchSet) -> AreaBatch:
-    """Fill a batch grouped by :func:`_epoch_batches` with the patches of ``ps`` (zero
-    padding) and turn its patch rows back into marker indices (-1 for padding)."""
-    n, total = batch.n_valid, len(batch.valid)
-    row = batch.marker_indices[:n]
-    patches = np.zeros((total, *ps.patches.shape[1:]), np.float32)
-    patches[:n] = ps.patches[row]
-    markers = np.full(total, -1, np.int32)
-    markers[:n] = ps.marker_indices[row]
-    return replace(batch, patches=patches, marker_indices=markers)
-
-
-def fill_padding(batch: AreaBatch) -> AreaBatch:
-    """Fill the padding slots with copies of the batch's real patches (still ``valid = 0``).
-
-    Padding never enters Eq. 1, but it does enter BatchNorm's batch statistics in
-    training mode: all-zero padding patches would dominate them in sparse areas and
-    make training-mode and inference-mode outputs disagree.
-    """
-    n, total = batch.n_valid, len(batch.valid)
-    if n == 0 or n == total:
-        return batch
-    patches = batch.patches.copy()
-    patches[n:] = patches[np.arange(total - n) % n]
-    return replace(batch, patches=patches)
 
 
 def patch_targets(labels: np.ndarray, ps: PatchSet) -> np.ndarray:
@@ -418,7 +326,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         for tracker in model.metrics:
             tracker.reset_state()
         rng = np.random.default_rng([seed, epoch])  # per epoch, so a resumed run matches
-        for batch in _epoch_batches(ps, mask, preset, profile, rng):
+        for batch in epoch_batches(ps, mask, preset, profile, rng):
             b = transform_batch(fill_padding(batch), int(rng.integers(n_t)))
             y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
             logs = model.train_on_batch(b.patches, y, return_dict=True)

@@ -40,6 +40,12 @@ def test_cache_key_separates_what_shapes_a_run():
     base = runs.run_key(TINY, p, 0, ("fl",), True, 0)
     assert runs.run_key(TINY, p.replace(learning_rate=0.001), 0, ("fl",), True, 0) != base
     assert runs.run_key(TINY, p, 0, ("fl",), True, 0, markers=np.zeros((3, 2))) != base
+    # what shapes the run changes the key; the nucleus settings and replicate count do not
+    assert runs.run_key(TINY.replace(max_epochs=TINY.max_epochs + 1), p, 0, ("fl",), True,
+                        0) != base
+    assert runs.run_key(TINY.replace(train_area=96), p, 0, ("fl",), True, 0) != base
+    same = TINY.replace(nucleus_max_steps=7, nucleus_crop=32, n_replicates=5, name="other")
+    assert runs.run_key(same, p, 0, ("fl",), True, 0) == base
 
 
 def test_replicates_differ_and_are_deterministic():

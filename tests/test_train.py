@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
+from cellcutter_nb.batches import transform_batch
 from cellcutter_nb.field import Field
 from cellcutter_nb.loss import cutter_loss
 from cellcutter_nb.model import build_unet
@@ -17,7 +18,6 @@ from cellcutter_nb.train import (
     patch_targets,
     recalibrate_batchnorm,
     train,
-    transform_batch,
 )
 
 TINY = config.get_profile("smoke").replace(max_epochs=2, steps_per_epoch=1, unet_width=4,
