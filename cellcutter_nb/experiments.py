@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .config import Preset, Profile, get_preset, get_profile
+from .progress import progress_bar
 from .runs import COMBINATIONS, Run, combo_name, fit, replicate, score
 
 #: The paper's figures (mean, std), keyed as our tables are.
@@ -63,16 +64,6 @@ def _setup(profile, preset) -> tuple[Profile, Preset]:
     return get_profile(profile), get_preset(preset)
 
 
-def _progress(items: list, desc: str, progress: bool | None):
-    import os
-
-    from tqdm.auto import tqdm
-
-    if progress is None:
-        progress = os.environ.get("CELLCUTTER_NB_QUIET", "") not in ("1", "true")
-    return tqdm(items, desc=desc, disable=not progress, leave=False)
-
-
 def _check_combinations(combinations: Iterable[Sequence[str]]) -> list[tuple[str, ...]]:
     combos = [tuple(c) for c in combinations]
     if not combos or any(not c or set(c) - {"fl", "bf", "nuc"} for c in combos):
@@ -91,7 +82,7 @@ def grid(profile: str | Profile = "quick", preset: str | Preset = "paper", seed:
     reps = range(prof.n_replicates) if replicates is None else replicates
     jobs = [(i, c, m) for i in reps for m in masks for c in _check_combinations(combinations)]
     return [fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
-            for i, c, m in _progress(jobs, "models", progress)]
+            for i, c, m in progress_bar(jobs, "models", progress)]
 
 
 def training_traces(profile: str | Profile = "quick", preset: str | Preset = "paper",
@@ -193,7 +184,7 @@ def cross_modality(profile: str | Profile = "quick", preset: str | Preset = "pap
     prof, pre = _setup(profile, preset)
     pairs = {"FL vs BF": (("fl",), ("bf",)), "FL+Nuc vs BF+Nuc": (("fl", "nuc"), ("bf", "nuc"))}
     rows = []
-    for i in _progress(list(range(prof.n_replicates)), "replicates", progress):
+    for i in progress_bar(list(range(prof.n_replicates)), "replicates", progress):
         for name, (a, b) in pairs.items():
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for c in (a, b))
             iou = per_cell_iou(rb.labels, ra.labels)["iou"].to_numpy()  # labels match by number
@@ -224,7 +215,7 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
     if prof.n_replicates < 2:
         raise ValueError("unseen_image needs at least 2 replicates (profile.n_replicates).")
     rows = []
-    for c in _progress(_check_combinations(combinations), "combinations", progress):
+    for c in progress_bar(_check_combinations(combinations), "combinations", progress):
         for a in range(prof.n_replicates):
             b = (a + 1) % prof.n_replicates
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for i in (a, b))
@@ -269,7 +260,7 @@ def mask_edge_effect(profile: str | Profile = "quick", preset: str | Preset = "p
     """
     prof, pre = _setup(profile, preset)
     frames = []
-    for i in _progress(list(range(prof.n_replicates)), "replicates", progress):
+    for i in progress_bar(list(range(prof.n_replicates)), "replicates", progress):
         edge = set(edge_cells(replicate(prof, pre, i, seed).field.labels).tolist())
         for c in _check_combinations(combinations):
             w, wo = (fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
@@ -306,7 +297,7 @@ def presets(profile: str | Profile = "quick", seed: int = 0, *,
     variants = variants or {"paper": "paper", "original_code": "original_code"}
     jobs = [(n, p, i) for n, p in variants.items() for i in range(prof.n_replicates)]
     rows = []
-    for name, pre, i in _progress(jobs, "presets", progress):
+    for name, pre, i in progress_bar(jobs, "presets", progress):
         run = fit(prof, pre, i, channels, seed=seed, cache_dir=cache_dir)
         rows.append(dict(run.scores, preset=name, replicate=i))
     out = pd.DataFrame(rows)

@@ -30,7 +30,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from .loss import cutter_loss
 from .metrics import per_cell_iou, summarize
 from .model import build_unet
 from .patches import PatchSet, extract_patches
+from .progress import progress_bar
 
 ops = keras.ops
 
@@ -207,14 +207,6 @@ def build_model(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
                       patch_size=ps.patch_size, seed=seed)
 
 
-def _progress(total: int, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
-
-    if progress is None:
-        progress = os.environ.get("CELLCUTTER_NB_QUIET", "") not in ("1", "true")
-    return tqdm(total=total, desc=desc, disable=not progress, leave=False)
-
-
 def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
           preset: str | Preset = "paper", profile: str | Profile = "quick", *,
           mask: np.ndarray | None = None, markers: np.ndarray | None = None, seed: int = 0,
@@ -319,7 +311,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     n_t = n_transforms(preset)
     t0, train_time, seen = time.perf_counter(), 0.0, int(rows[-1]["patches_seen"]) if rows else 0
     stopped = "max_epochs"
-    bar = _progress(profile.max_epochs, "epochs", progress)
+    bar = progress_bar(desc="epochs", progress=progress, total=profile.max_epochs)
     bar.update(start_epoch)
     for epoch in range(start_epoch, profile.max_epochs):
         ts = time.perf_counter()
