@@ -3,8 +3,8 @@
 A training step of :func:`cellcutter_nb.train.train` takes the patches of one area
 (:func:`cellcutter_nb.patches.area_batches`). Here they are
 
-* padded only to the next multiple of :data:`PAD_MULTIPLE` patches (a few static shapes,
-  one compile each, instead of the profile's maximum for every area);
+* padded only to the next multiple of ``Profile.pad_multiple`` patches (a few static
+  shapes, one compile each, instead of the profile's maximum for every area);
 * given real patches in the padding slots, which Eq. 1 ignores but BatchNorm's batch
   statistics do not (:func:`fill_padding`);
 * transformed by one of the 8 flips/transposes of the square canvas — patches, their
@@ -20,7 +20,7 @@ Examples
 >>> preset, prof = config.get_preset("paper"), config.get_profile("smoke")
 >>> ps = extract_patches(field, ("fl",), preset)
 >>> batch = epoch_batches(ps, field.mask, preset, prof, np.random.default_rng(0))[0]
->>> len(batch.valid) % PAD_MULTIPLE, batch.n_valid <= len(batch.valid)
+>>> len(batch.valid) % prof.pad_multiple, batch.n_valid <= len(batch.valid)
 (0, True)
 """
 
@@ -64,17 +64,12 @@ def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
                    mask=np.ascontiguousarray(mask))
 
 
-#: Batches are padded to a multiple of this many patches: a handful of static shapes
-#: (one compile each) instead of one shape padded to the profile's maximum.
-PAD_MULTIPLE = 64
-
-
-def trim_padding(batch: AreaBatch, multiple: int = PAD_MULTIPLE) -> AreaBatch:
+def trim_padding(batch: AreaBatch, multiple: int) -> AreaBatch:
     """Drop padding beyond the next multiple of ``multiple`` patches (valid ones come first).
 
-    An area that holds 90 patches is run as 128, not as the profile's maximum of 640:
-    with random tiling offsets most areas are partial, and padding costs as much
-    compute as real patches.
+    With ``multiple=64`` an area that holds 90 patches is run as 128, not as the
+    profile's maximum of 640: with random tiling offsets most areas are partial, and
+    padding costs as much compute as real patches.
     """
     keep = int(min(len(batch.valid), max(multiple, -(-batch.n_valid // multiple) * multiple)))
     return replace(batch, patches=batch.patches[:keep], valid=batch.valid[:keep],
@@ -97,7 +92,8 @@ def epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> 
     while len(out) < profile.steps_per_epoch:
         out += area_batches(rows, mask, profile.train_area or preset.area_size,
                             profile.max_patches_per_area, rng)
-    return [_gather_pixels(trim_padding(b), ps) for b in out[: profile.steps_per_epoch]]
+    return [_gather_pixels(trim_padding(b, profile.pad_multiple), ps)
+            for b in out[: profile.steps_per_epoch]]
 
 
 def _gather_pixels(batch: AreaBatch, ps: PatchSet) -> AreaBatch:

@@ -159,7 +159,11 @@ def chunk_probabilities(model: Any, patches: np.ndarray, size: int) -> np.ndarra
     n = len(patches)
     if n < size:
         patches = np.concatenate([patches, np.zeros((size - n, *patches.shape[1:]), np.float32)])
-    logits = np.asarray(model.predict_on_batch(patches), np.float32)[:n, ..., 0]
+    return sigmoid(np.asarray(model.predict_on_batch(patches), np.float32)[:n, ..., 0])
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities of the network's logits (clipped, so no overflow warning)."""
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
 
 

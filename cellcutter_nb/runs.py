@@ -49,7 +49,7 @@ CACHE_VERSION = 1
 #: The Profile fields that shape one segmentation run. The replicate count and the
 #: synthetic-nucleus settings do not, so changing them keeps the cached runs.
 RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
-                      "unet_depth", "max_patches_per_area", "train_area")
+                      "unet_depth", "max_patches_per_area", "train_area", "pad_multiple")
 #: Table 1's six input combinations, in the paper's column order.
 COMBINATIONS: tuple[tuple[str, ...], ...] = (
     ("fl",), ("fl", "nuc"), ("bf",), ("bf", "nuc"), ("fl", "bf"), ("fl", "bf", "nuc"))

@@ -114,9 +114,9 @@ def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         losses = fit_bce(unet, ps.patches, targets, 1, preset, seed + epoch,
                          min(batch_size, len(ps)))
         train_time += time.perf_counter() - ts
-        recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
+        probs = recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
         rows.append({"epoch": epoch, "loss": float(np.mean(losses)),
                      "patches_seen": (epoch + 1) * len(ps), "seconds": time.perf_counter() - t0,
-                     **evaluate(unet, field, ps, markers)})
+                     **evaluate(unet, field, ps, markers, probs)})
     return TrainResult(unet, pd.DataFrame(rows), "epochs", time.perf_counter() - t0,
                        len(ps) * epochs / train_time if train_time else float("nan"))

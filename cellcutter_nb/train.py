@@ -43,7 +43,7 @@ from .backend import backend_name, keras
 from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
 from .config import Preset, Profile, config_hash, get_preset, get_profile
 from .field import Field, check_markers
-from .integrate import chunk_probabilities, chunk_size, integrate
+from .integrate import chunk_probabilities, chunk_size, integrate, sigmoid
 from .loss import cutter_loss
 from .metrics import per_cell_iou, summarize
 from .model import build_unet
@@ -143,7 +143,7 @@ def patch_targets(labels: np.ndarray, ps: PatchSet) -> np.ndarray:
 
 
 def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: int = 256,
-                          n_batches: int = 2, seed: int = 0) -> None:
+                          n_batches: int = 2, seed: int = 0) -> np.ndarray | None:
     """Set BatchNorm moving statistics to the average over a few batches of ``patches``.
 
     Keras' momentum 0.99 leaves the moving statistics hundreds of steps behind the
@@ -152,10 +152,17 @@ def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: in
     with momentum i/(i+1) give the running mean of the batch statistics. With no more
     than ``batch_size`` patches, one pass over all of them sets the statistics of the
     whole set; otherwise ``n_batches`` random batches of ``batch_size`` are averaged.
+
+    Returns
+    -------
+    ndarray (N, k, k) or None
+        After a single pass over all patches, their probabilities: the training-mode
+        outputs of that pass, equal to inference with the new statistics (one forward
+        pass saved for :func:`evaluate`). ``None`` otherwise.
     """
     layers = [layer for layer in unet.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers or len(patches) == 0:
-        return
+        return None
     rng = np.random.default_rng(seed)
     n = len(patches)
     batches = [np.arange(n)] if n <= batch_size else [
@@ -165,10 +172,11 @@ def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: in
         for i, idx in enumerate(batches):
             for layer in layers:
                 layer.momentum = i / (i + 1.0)
-            unet(patches[idx], training=True)
+            out = unet(patches[idx], training=True)
     finally:
         for layer, m in zip(layers, saved, strict=True):
             layer.momentum = m
+    return sigmoid(np.asarray(out, np.float32)[..., 0]) if len(batches[0]) == n else None
 
 
 def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -180,9 +188,12 @@ def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 2
     return out
 
 
-def evaluate(model: keras.Model, field: Field, ps: PatchSet, markers: np.ndarray) -> dict:
-    """Per-cell mIOU of the integrated segmentation and the patch-level binary MeanIoU."""
-    probs = predict_patches(model, ps.patches)
+def evaluate(model: keras.Model, field: Field, ps: PatchSet, markers: np.ndarray,
+             probs: np.ndarray | None = None) -> dict:
+    """Per-cell mIOU of the integrated segmentation and the patch-level binary MeanIoU
+    (``probs``: the patches' probabilities if already computed, else predicted)."""
+    if probs is None:
+        probs = predict_patches(model, ps.patches)
     labels = integrate(probs, ps.origins, field.shape, ps.marker_indices + 1)
     table = per_cell_iou(labels, field.labels, markers=markers)
     target = patch_targets(field.labels, ps) > 0.5
@@ -329,9 +340,9 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
                "patches_seen": seen, "seconds": time.perf_counter() - t0}
         if field.has_ground_truth and (epoch % evaluate_every == 0
                                        or epoch == profile.max_epochs - 1):
-            if recalibrate_bn:
-                recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
-            row.update(evaluate(unet, field, ps, markers))
+            probs = (recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
+                     if recalibrate_bn else None)
+            row.update(evaluate(unet, field, ps, markers, probs))
         rows.append(row)
         if on_epoch is not None:
             on_epoch(row)
