@@ -123,11 +123,13 @@ def run_notebook(path: Path, out: Path, parameters: dict, cwd: Path = ROOT) -> f
 
 
 def git_commit(root: Path = ROOT) -> str:
-    """Current commit (with ``+dirty`` when the tree has changes), or ``unknown``."""
+    """Current commit (with ``+dirty`` when the tree has changes other than the runner's
+    own outputs, ``figures/`` and ``results/``), or ``unknown``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)figures", ":(exclude)results"],
                                cwd=root, text=True, capture_output=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -72,3 +72,24 @@ def test_rerun_skips_unchanged_notebooks_and_reruns_changed(tmp_path, capsys):
     (tmp_path / "results" / "smoke" / "notebooks" / "01_a.ipynb").unlink()
     runner.reproduce("smoke", root=tmp_path)
     assert "01_a.ipynb done" in capsys.readouterr().out
+
+
+def test_git_commit_ignores_the_runners_own_outputs(tmp_path):
+    import subprocess
+
+    from cellcutter_nb.runner import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("figures/a.png", "results/quick/REPORT.md", "code.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (tmp_path / "figures/a.png").write_text("1")
+    (tmp_path / "results/quick/REPORT.md").write_text("1")
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "code.py").write_text("1")
+    assert git_commit(tmp_path).endswith("+dirty")
