@@ -7,6 +7,14 @@ it changes the numerics, so instead the import runs with fd 2 pointed at
 ``/dev/null``; Python exceptions still propagate. Modules that need Keras do
 ``from .backend import keras``; ``import cellcutter_nb`` itself never imports it.
 
+Repeatability: seeded runs (:func:`cellcutter_nb.train.seed_everything`) repeat bit for
+bit on one CPU thread. With two or more threads TensorFlow's CPU reductions (with or
+without oneDNN) add in an order that varies from run to run; the first loss differs in
+the 4th digit and early training amplifies it (quick profile, FL+Nuc, replicate 2: mIOU
+0.17-0.32 in four identical runs). ``CELLCUTTER_NB_DETERMINISTIC=1`` set before the
+import runs TensorFlow on one thread (two identical runs: 0.2430 both times), at ~1.6×
+the time on 2 cores.
+
 Examples
 --------
 >>> from cellcutter_nb.backend import keras, backend_name
@@ -51,6 +59,17 @@ with _quiet_stderr_fd():
         # the Python-side logger warns about retracing; shapes here are bucketed on purpose
         tensorflow.get_logger().setLevel("ERROR")
 
+#: One thread for TensorFlow, so that seeded runs repeat bit for bit (module docstring).
+DETERMINISTIC = os.environ.get("CELLCUTTER_NB_DETERMINISTIC", "") in ("1", "true")
+if DETERMINISTIC and keras.backend.backend() == "tensorflow":
+    try:
+        tensorflow.config.threading.set_intra_op_parallelism_threads(1)
+        tensorflow.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as err:  # TensorFlow already ran an op in this process
+        raise ValueError("CELLCUTTER_NB_DETERMINISTIC=1 must be set before TensorFlow runs "
+                         "anything: import cellcutter_nb modules first, or set it in the "
+                         f"environment of a fresh process ({err}).") from None
+
 
 def backend_name() -> str:
     """The active Keras backend (``KERAS_BACKEND``; TensorFlow by default)."""
@@ -75,4 +94,4 @@ def device_description() -> str:
     return "CPU"
 
 
-__all__ = ["keras", "backend_name", "device_description"]
+__all__ = ["DETERMINISTIC", "keras", "backend_name", "device_description"]
