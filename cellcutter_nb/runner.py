@@ -156,7 +156,7 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
     settings, seed, device and backend, package versions, git commit and the wall time
     per notebook (notebooks in ``skipped`` were not rerun: their inputs were unchanged).
     """
-    from .backend import backend_name, device_description
+    from .backend import DETERMINISTIC, backend_name, device_description
     from .report import sections
 
     prof = get_profile(profile)
@@ -166,6 +166,7 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
              f"- started: {started}", f"- git commit: {commit}", f"- seed: {seed}",
              f"- device: {device}",
              f"- machine: {platform.platform()}, {os.cpu_count()} CPU cores",
+             f"- repeatability: {repeatability(DETERMINISTIC, backend_name())}",
              f"- profile settings: `{json.dumps(prof.__dict__)}`", ""]
     lines += sections(paths.tables)
     lines += ["## Wall time per notebook", "", "| notebook | seconds | |", "|---|---:|---|"]
@@ -187,6 +188,23 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
          f"device {device}.", ""]
         + [f"- {f}" for f in figs]) + "\n")
     return report
+
+
+def repeatability(deterministic: bool, backend: str) -> str:
+    """How exactly a rerun repeats this one (see :mod:`cellcutter_nb.backend`).
+
+    Examples
+    --------
+    >>> repeatability(True, "tensorflow")
+    'bit for bit (TensorFlow on one thread, CELLCUTTER_NB_DETERMINISTIC=1)'
+    """
+    if backend != "tensorflow":
+        return f"seeded; not checked bit for bit under {backend}"
+    if deterministic:
+        return "bit for bit (TensorFlow on one thread, CELLCUTTER_NB_DETERMINISTIC=1)"
+    return ("seeded, but multi-threaded CPU kernels make reruns differ in the last digits, "
+            "which training amplifies (CELLCUTTER_NB_DETERMINISTIC=1: one thread, bit for "
+            "bit)")
 
 
 def input_hash(notebook: Path, parameters: dict, root: Path = ROOT) -> str:
