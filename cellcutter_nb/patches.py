@@ -1,11 +1,10 @@
-"""Patches around markers and their grouping into fixed-shape area batches.
+"""Patches around markers: one k×k patch per cell, with its position channel.
 
 Every marker gets one k×k patch (k = ``preset.patch_size``, 64 in the paper) cut from
 the chosen channels, each channel z-scored over the whole image (as the authors' code
 normalises), plus a *position channel*: a Gaussian disk (σ = ``preset.position_sigma``)
-centred on the marker. Training groups the patches by ``area_size``-sided areas of the
-field (one area = one batch, paper: 640×640) and pads every batch to a fixed patch
-count so that a compiled train step sees static shapes.
+centred on the marker. Training groups the patches by areas of the field, one area per
+batch (:mod:`cellcutter_nb.batches`).
 
 Geometry (all coordinates are (row, col) in pixels)
 ---------------------------------------------------
@@ -18,12 +17,6 @@ Geometry (all coordinates are (row, col) in pixels)
 * pixels of a patch outside the image are zero in every channel *after* normalisation
   (zero = the channel mean); ``drop_border_patches=True`` (the released code) drops
   such markers instead, which leaves edge cells unsegmented.
-* areas tile the image from a random offset ``s`` in ``[0, A)`` per epoch: area ``n``
-  along an axis covers ``[n·A - s, (n+1)·A - s)``; a patch belongs to the area holding
-  its centre pixel. The mask canvas of an area with origin ``a`` covers image pixels
-  ``[a - k//2, a - k//2 + A + k)`` on each axis (the area grown by k/2 on every side,
-  enough for all its patches), zero outside the image; a patch's offset on the canvas
-  is ``c - a`` in ``[0, A)``.
 
 Examples
 --------
@@ -36,9 +29,6 @@ Examples
 >>> ps = extract_patches(f, ("fl",), preset)
 >>> ps.patches.shape, ps.origins.tolist()
 ((2, 16, 16, 2), [[2, 32], [62, 43]])
->>> batches = area_batches(ps, None, area_size=64, max_patches=4, rng=None)
->>> [b.n_valid for b in batches], batches[0].mask.shape
-([1, 1], (80, 80))
 """
 
 from __future__ import annotations
@@ -53,14 +43,12 @@ from .field import Field, check_markers
 
 __all__ = [
     "PatchSet",
-    "AreaBatch",
     "normalise_channels",
     "centre_pixels",
     "position_disks",
     "patch_inside",
     "cut_patches",
     "extract_patches",
-    "area_batches",
 ]
 
 
@@ -100,40 +88,6 @@ class PatchSet:
 
     def __len__(self) -> int:
         return int(self.patches.shape[0])
-
-
-@dataclass
-class AreaBatch:
-    """One training batch: the patches of one area, padded to a fixed count.
-
-    Attributes
-    ----------
-    patches : ndarray, shape (P, k, k, C), float32
-        Patches; padding entries are all zero.
-    valid : ndarray, shape (P,), float32
-        1 for real patches, 0 for padding.
-    offsets : ndarray, shape (P, 2), int32
-        Patch origin relative to the mask canvas, in ``[0, area_size)``; 0 for padding.
-    mask : ndarray, shape (area_size + k, area_size + k), float32
-        Crop of the foreground mask M covering every patch of the area (see the
-        module notes for the geometry), zero outside the image.
-    marker_indices : ndarray, shape (P,), int32
-        Marker row of each patch, -1 for padding.
-    canvas_origin : tuple of int
-        Image coordinates of canvas pixel (0, 0).
-    """
-
-    patches: np.ndarray
-    valid: np.ndarray
-    offsets: np.ndarray
-    mask: np.ndarray
-    marker_indices: np.ndarray
-    canvas_origin: tuple[int, int]
-
-    @property
-    def n_valid(self) -> int:
-        """Number of real (non-padding) patches."""
-        return int(self.valid.sum())
 
 
 def normalise_channels(field: Field, channels: Sequence[str]) -> np.ndarray:
@@ -299,118 +253,6 @@ def extract_patches(field: Field, channels: Sequence[str], preset: str | Preset 
     image = normalise_channels(field, channels)
     patches, origins = cut_patches(image, markers[index], k, preset.position_sigma)
     return PatchSet(patches, origins.astype(np.int32), index, channels, field.shape)
-
-
-def area_batches(patch_set: PatchSet, mask: np.ndarray | None, area_size: int,
-                 max_patches: int, rng: np.random.Generator | int | None = None,
-                 shuffle: bool = True) -> list[AreaBatch]:
-    """Group patches by area into fixed-shape batches (one epoch's worth).
-
-    Parameters
-    ----------
-    patch_set : PatchSet
-        Patches of one field.
-    mask : ndarray (H, W) of bool or float, optional
-        Foreground mask M of Eq. 1; ``None`` means all ones inside the image.
-    area_size : int
-        Area side A (``preset.area_size``, 640 in the paper).
-    max_patches : int
-        Padded patch count P of every batch (``profile.max_patches_per_area``).
-    rng : numpy Generator, int or None
-        Draws the tiling offset (and the batch order when ``shuffle``); ``None``
-        gives offset 0 and the areas in row-major order. Along a side no longer than
-        ``area_size`` the offset is always 0, so a small field is one batch.
-    shuffle : bool
-        Shuffle the order of the batches (only when ``rng`` is given).
-
-    Returns
-    -------
-    list of AreaBatch
-        One per area holding at least one patch; mask canvases are
-        ``(A + k, A + k)``.
-
-    Raises
-    ------
-    ValueError
-        An area holds more than ``max_patches`` patches, or the mask has the wrong
-        shape.
-
-    Examples
-    --------
-    >>> f = Field({"fl": np.ones((50, 50))}, markers=[[5.0, 5.0], [8.0, 30.0], [40.0, 9.0]])
-    >>> ps = extract_patches(f, ["fl"], get_preset("paper").replace(patch_size=8))
-    >>> bs = area_batches(ps, None, area_size=25, max_patches=3)
-    >>> [b.marker_indices.tolist() for b in bs]
-    [[0, -1, -1], [1, -1, -1], [2, -1, -1]]
-    >>> bs[1].offsets[0].tolist(), bs[1].canvas_origin
-    ([8, 5], (-4, 21))
-    """
-    k = patch_set.patch_size
-    h, w = patch_set.image_shape
-    area_size, max_patches = int(area_size), int(max_patches)
-    if area_size < 1 or max_patches < 1:
-        raise ValueError(f"area_size and max_patches must be >= 1, got {area_size} and "
-                         f"{max_patches}.")
-    if mask is None:
-        mask = np.ones((h, w), np.float32)
-    mask = np.asarray(mask, np.float32)
-    if mask.shape != (h, w):
-        raise ValueError(f"mask has shape {mask.shape} but the patches come from a {(h, w)} "
-                         f"image; pass the mask of the same field.")
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        rng = np.random.default_rng(rng)
-    # random tiling offsets, except along a side that one area already covers: a field
-    # no larger than an area is always one whole batch (no cell loses its neighbours)
-    fits = np.array([h, w]) <= area_size
-    shift = (np.zeros(2, np.int64) if rng is None else
-             np.where(fits, 0, rng.integers(0, area_size, size=2)))
-    area_id = (patch_set.centres + shift) // area_size  # (N, 2) area index per patch
-    keys, inverse = np.unique(area_id, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    counts = np.bincount(inverse, minlength=len(keys))
-    if len(counts) and counts.max() > max_patches:
-        worst = int(np.argmax(counts))
-        raise ValueError(
-            f"The area at image position {(keys[worst] * area_size - shift).tolist()} holds "
-            f"{counts[worst]} patches but max_patches_per_area is {max_patches}; raise "
-            f"Profile.max_patches_per_area (profile.replace(max_patches_per_area=...)) or "
-            f"lower Preset.area_size.")
-    order = np.arange(len(keys))
-    if rng is not None and shuffle:
-        order = rng.permutation(len(keys))
-    side = area_size + k
-    batches = []
-    for a in order:
-        idx = np.flatnonzero(inverse == a)
-        area_origin = keys[a] * area_size - shift
-        canvas_origin = area_origin - k // 2
-        pad = max_patches - len(idx)
-        batches.append(AreaBatch(
-            patches=_pad(patch_set.patches[idx], pad, 0.0, np.float32),
-            valid=_pad(np.ones(len(idx)), pad, 0.0, np.float32),
-            offsets=_pad(patch_set.centres[idx] - area_origin, pad, 0, np.int32),
-            mask=_crop(mask, canvas_origin, side),
-            marker_indices=_pad(patch_set.marker_indices[idx], pad, -1, np.int32),
-            canvas_origin=(int(canvas_origin[0]), int(canvas_origin[1]))))
-    return batches
-
-
-def _pad(x: np.ndarray, n: int, value: float, dtype: type) -> np.ndarray:
-    """Append ``n`` entries filled with ``value`` along the first axis."""
-    x = np.asarray(x, dtype)
-    return np.concatenate([x, np.full((n, *x.shape[1:]), value, dtype)])
-
-
-def _crop(image: np.ndarray, origin: np.ndarray, side: int) -> np.ndarray:
-    """``side``×``side`` crop of ``image`` starting at ``origin``, zero outside it."""
-    out = np.zeros((side, side), np.float32)
-    h, w = image.shape
-    r0, c0 = int(origin[0]), int(origin[1])
-    rs, re = max(r0, 0), min(r0 + side, h)
-    cs, ce = max(c0, 0), min(c0 + side, w)
-    if rs < re and cs < ce:
-        out[rs - r0:re - r0, cs - c0:ce - c0] = image[rs:re, cs:ce]
-    return out
 
 
 def _check_channels(field: Field, channels: Sequence[str]) -> tuple[str, ...]:

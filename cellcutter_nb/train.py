@@ -1,7 +1,6 @@
 """Unsupervised training with Eq. 1: the compiled step, history, checkpoints.
 
-One training step takes one area (:class:`~cellcutter_nb.patches.AreaBatch`, prepared by
-:mod:`cellcutter_nb.batches`),
+One training step takes one area (:class:`~cellcutter_nb.batches.AreaBatch`),
 transforms it by one of the 8 flips/transposes (4 flips only for the
 ``original_code`` preset) and minimises Eq. 1 (:mod:`cellcutter_nb.loss`) with Adam.
 The transform is applied to the *whole batch geometry* — patches, their places on

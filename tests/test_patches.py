@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
+from cellcutter_nb.batches import area_batches
 from cellcutter_nb.field import Field
 from cellcutter_nb.patches import (
-    area_batches,
     centre_pixels,
     cut_patches,
     extract_patches,

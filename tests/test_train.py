@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
-from cellcutter_nb.batches import transform_batch
+from cellcutter_nb.batches import area_batches, transform_batch
 from cellcutter_nb.field import Field
 from cellcutter_nb.loss import cutter_loss
 from cellcutter_nb.model import build_unet
-from cellcutter_nb.patches import area_batches, extract_patches
+from cellcutter_nb.patches import extract_patches
 from cellcutter_nb.supervised import train_supervised
 from cellcutter_nb.synth import make_field
 from cellcutter_nb.train import (
