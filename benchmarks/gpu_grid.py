@@ -77,7 +77,7 @@ def steady_rate(rows: list[dict], first: int = 2) -> float:
 
 def precision_run(rep, profile, preset, policy: str, cap_s: float, seed: int) -> tuple:
     """Train FL+Nuc under ``policy`` until stable or ``cap_s``; score the whole field."""
-    from cellcutter_nb.backend import keras
+    from cellcutter_nb.backend import dtype_policy
     from cellcutter_nb.integrate import predict_field
     from cellcutter_nb.runs import score
     from cellcutter_nb.train import train
@@ -90,16 +90,13 @@ def precision_run(rep, profile, preset, policy: str, cap_s: float, seed: int) ->
         log(f"{policy} epoch {row['epoch']}: loss {row['loss']:.4g}, "
             f"{row['patches_seen']} patches, mIOU {row.get('miou', float('nan')):.3f}")
 
-    keras.config.set_dtype_policy(policy)
-    try:
+    with dtype_policy(policy):
         t0 = time.perf_counter()
         result = train(rep.field, channels, preset, profile, mask=rep.mask_for(channels),
                        markers=rep.markers, seed=seed, max_seconds=cap_s,
                        evaluate_every=5, progress=False, on_epoch=on_epoch)
         train_s = time.perf_counter() - t0
         labels = predict_field(result.model, rep.field, channels, preset, markers=rep.markers)
-    finally:
-        keras.config.set_dtype_policy("float32")
     scores, _ = score(labels, rep.field, rep.markers)
     hist = pd.DataFrame(rows).assign(policy=policy)
     summary = {"policy": policy, "stopped": result.stopped, "seconds": round(train_s, 1),

@@ -24,18 +24,15 @@ import time
 
 def run(profile: str, preset: str, index: int, channels: tuple[str, ...], policy: str,
         seed: int) -> dict:
-    """Train and score one replicate under ``policy`` (restored to float32 after)."""
+    """Train and score one replicate under ``policy`` (the previous policy restored after)."""
     from cellcutter_nb import runs
-    from cellcutter_nb.backend import keras
+    from cellcutter_nb.backend import dtype_policy
 
-    keras.config.set_dtype_policy(policy)
-    try:
+    with dtype_policy(policy):
         t0 = time.perf_counter()
         r = runs.fit(profile, preset, index, channels, with_mask=True, seed=seed,
                      cache_dir=False)
         wall = time.perf_counter() - t0
-    finally:
-        keras.config.set_dtype_policy("float32")
     return {"replicate": index, "policy": policy, "wall_s": round(wall, 1),
             "train_s": round(r.scores["seconds"], 1),
             "patches_per_s": round(r.scores["patches_per_second"], 1),

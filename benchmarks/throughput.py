@@ -81,7 +81,7 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
     a compile pass of each, then ``repeats`` rounds of one timed pass of each, so that a
     change in the machine's load hits every configuration alike."""
     from cellcutter_nb import config, synth
-    from cellcutter_nb.backend import backend_name, device_description, keras
+    from cellcutter_nb.backend import backend_name, device_description, dtype_policy, keras
     from cellcutter_nb.patches import extract_patches
     from cellcutter_nb.train import CutterModel, build_model, seed_everything
 
@@ -96,14 +96,11 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
         backend, width, jit, *rest = spec.split(":")
         assert backend_name() == backend, (backend_name(), backend)
         seed_everything(seed)
-        keras.config.set_dtype_policy(rest[0] if rest else "float32")
-        try:
+        with dtype_policy(rest[0] if rest else "float32"):
             unet = build_model(ps, base.replace(unet_width=int(width)), seed)
             model = CutterModel(unet, preset.lam, preset.log_base, preset.beta)
             model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
                           jit_compile=jit == "jit")
-        finally:
-            keras.config.set_dtype_policy("float32")
         models[spec], passes[spec] = model, []
     for r in range(repeats + 1):  # round 0 compiles every shape
         for spec, model in models.items():

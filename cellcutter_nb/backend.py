@@ -71,6 +71,29 @@ if DETERMINISTIC and keras.backend.backend() == "tensorflow":
                          f"environment of a fresh process ({err}).") from None
 
 
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Build models under a Keras dtype policy (e.g. ``"mixed_bfloat16"``) inside the block;
+    the previous global policy is restored after it, also on error.
+
+    Eq. 1 stays float32 under any policy (:func:`cellcutter_nb.loss.cutter_loss` casts the
+    logits). ``benchmarks/mixed_precision.py`` measures speed and accuracy.
+
+    Examples
+    --------
+    >>> with dtype_policy("mixed_bfloat16"):
+    ...     inside = keras.config.dtype_policy().name
+    >>> inside, keras.config.dtype_policy().name
+    ('mixed_bfloat16', 'float32')
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def backend_name() -> str:
     """The active Keras backend (``KERAS_BACKEND``; TensorFlow by default)."""
     return keras.backend.backend()
@@ -94,4 +117,4 @@ def device_description() -> str:
     return "CPU"
 
 
-__all__ = ["DETERMINISTIC", "keras", "backend_name", "device_description"]
+__all__ = ["DETERMINISTIC", "keras", "backend_name", "device_description", "dtype_policy"]

@@ -184,7 +184,7 @@ def cross_modality(profile: str | Profile = "quick", preset: str | Preset = "pap
     prof, pre = _setup(profile, preset)
     pairs = {"FL vs BF": (("fl",), ("bf",)), "FL+Nuc vs BF+Nuc": (("fl", "nuc"), ("bf", "nuc"))}
     rows = []
-    for i in progress_bar(list(range(prof.n_replicates)), "replicates", progress):
+    for i in progress_bar(range(prof.n_replicates), "replicates", progress):
         for name, (a, b) in pairs.items():
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for c in (a, b))
             iou = per_cell_iou(rb.labels, ra.labels)["iou"].to_numpy()  # labels match by number
@@ -260,7 +260,7 @@ def mask_edge_effect(profile: str | Profile = "quick", preset: str | Preset = "p
     """
     prof, pre = _setup(profile, preset)
     frames = []
-    for i in progress_bar(list(range(prof.n_replicates)), "replicates", progress):
+    for i in progress_bar(range(prof.n_replicates), "replicates", progress):
         edge = set(edge_cells(replicate(prof, pre, i, seed).field.labels).tolist())
         for c in _check_combinations(combinations):
             w, wo = (fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
