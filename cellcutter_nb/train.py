@@ -314,7 +314,7 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             unet = model.unet
             rows = pd.read_csv(ckpt / "history.csv").to_dict("records")
             start_epoch = int(state["epoch"]) + 1
-    elif warm_start_epochs:
+    if start_epoch == 0 and warm_start_epochs:  # a fresh start, also after a stale checkpoint
         from .supervised import warm_start  # supervised builds on this module
 
         warm_start(unet, ps, preset, warm_start_epochs, seed)

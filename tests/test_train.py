@@ -137,3 +137,20 @@ def test_bad_inputs(small_field):
         train(small_field, ("fl",), "paper", TINY, mask=np.ones((5, 5), bool))
     with pytest.raises(ValueError, match="No markers"):
         train(small_field, ("fl",), "paper", TINY, markers=np.zeros((0, 2)))
+
+
+def test_stale_checkpoint_folder_does_not_skip_the_warm_start(small_field, tmp_path,
+                                                               monkeypatch):
+    # a checkpoint of another run (different key) is ignored: training starts afresh, and
+    # a fresh start includes the warm start
+    import cellcutter_nb.supervised
+
+    one = TINY.replace(max_epochs=1)
+    train(small_field, ("fl",), "paper", one, checkpoint_dir=tmp_path, progress=False)
+    calls = []
+    monkeypatch.setattr(cellcutter_nb.supervised, "warm_start",
+                        lambda *args, **kwargs: calls.append(args[3]))
+    fresh = train(small_field, ("fl",), "paper", one, mask=small_field.mask,
+                  warm_start_epochs=2, checkpoint_dir=tmp_path, progress=False)
+    assert calls == [2]
+    assert fresh.history["epoch"].tolist() == [0]
