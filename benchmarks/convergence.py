@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellcutter_nb import config, metrics, realism, synth
-from cellcutter_nb import markers as mk
-from cellcutter_nb import mask as mm
+from cellcutter_nb import config, metrics
 from cellcutter_nb.backend import backend_name, device_description
-from cellcutter_nb.supervised import train_supervised
-from cellcutter_nb.train import train
+from cellcutter_nb.core.supervised import train_supervised
+from cellcutter_nb.core.train import train
+from cellcutter_nb.data import realism, synth
+from cellcutter_nb.prep import markers as mk
+from cellcutter_nb.prep import mask as mm
 
 RUNS = {
     "paper": {},

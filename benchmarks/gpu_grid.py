@@ -2,10 +2,10 @@
 Table 1 at full scale, all inside one wall-time budget.
 
 1. Replicate 0 of the ``full`` profile (1750×1750 synthetic field, nuclei markers,
-   graph-cut mask; :func:`cellcutter_nb.runs.replicate`) is prepared once.
+   graph-cut mask; :func:`cellcutter_nb.experiments.model_cache.replicate`) is prepared once.
 2. One FL+Nuc model of width 32 is trained on it with the ``paper`` preset, first in
    float32, then under a mixed dtype policy (``mixed_bfloat16`` by default; Eq. 1 stays
-   float32: :func:`cellcutter_nb.loss.cutter_loss` casts the logits to float32 before
+   float32: :func:`cellcutter_nb.core.loss.cutter_loss` casts the logits to float32 before
    the sigmoid), each until its loss is stable (train's default rule: < 0.5 % change
    over 5 epochs) or ``--precision-s`` seconds. Printed: time and patches to the stable
    loss (or the cap), steady-state patches/s (epochs without scoring, after the first
@@ -14,7 +14,7 @@ Table 1 at full scale, all inside one wall-time budget.
    references of a replicate, compile time, and train()'s numpy input pipeline per
    step (it runs in series with the steps; its share of a GPU step is printed).
 4. The Table 1 grid (6 input combinations × with/without mask × 3 replicates = 36
-   models) runs through :func:`cellcutter_nb.experiments.table1` with the ``full``
+   models) runs through :func:`cellcutter_nb.experiments.paper.table1` with the ``full``
    profile shortened by ``replace(max_epochs=..., steps_per_epoch=...)`` so that it
    fits the time left (with fewer replicates only if 3 cannot fit with a compiled
    step); the arithmetic is printed before it starts. JAX's persistent compilation
@@ -78,9 +78,9 @@ def steady_rate(rows: list[dict], first: int = 2) -> float:
 def precision_run(rep, profile, preset, policy: str, cap_s: float, seed: int) -> tuple:
     """Train FL+Nuc under ``policy`` until stable or ``cap_s``; score the whole field."""
     from cellcutter_nb.backend import dtype_policy
-    from cellcutter_nb.integrate import predict_field
-    from cellcutter_nb.runs import score
-    from cellcutter_nb.train import train
+    from cellcutter_nb.core.integrate import predict_field
+    from cellcutter_nb.core.train import train
+    from cellcutter_nb.experiments.model_cache import score
 
     channels = ("fl", "nuc")
     rows: list[dict] = []
@@ -120,7 +120,7 @@ def grid_profile(base, left_s: float, rate: float, patches_per_step: float, t_mo
     step / rate. Runs of at most ``train.EAGER_MAX_STEPS`` steps would run eagerly, so
     longer ones are preferred.
     """
-    from cellcutter_nb import train
+    from cellcutter_nb.core import train
 
     eager_max = train.EAGER_MAX_STEPS
     per_model = (left_s - t_fixed_s) / n_models - t_model_s
@@ -167,18 +167,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CELLCUTTER_NB_QUIET", "1")
 
-    from cellcutter_nb import config, experiments, runs
+    from cellcutter_nb import config
     from cellcutter_nb.backend import backend_name, device_description
+    from cellcutter_nb.experiments import model_cache, paper
 
     if backend_name() != "jax":
         raise SystemExit(f"KERAS_BACKEND must be jax (got {backend_name()}).")
     enable_compilation_cache(os.environ.get("GPU_SH_JAX_CACHE", "/tmp/cellcutter_nb_jax_cache"))
     preset = config.get_preset("paper")
     full = config.get_profile("full")
-    combos = runs.COMBINATIONS
+    combos = model_cache.COMBINATIONS
     if SMOKE:
         full = full.replace(field_size=192, unet_width=8, n_replicates=1, steps_per_epoch=2)
-        combos = runs.COMBINATIONS[:2]
+        combos = model_cache.COMBINATIONS[:2]
         args.precision_s = min(args.precision_s, 20.0)
     budget = {"device": device_description(), "backend": backend_name(), "smoke": SMOKE,
               "budget_s": args.budget_s, "profile": full.name, "field_size": full.field_size,
@@ -186,9 +187,9 @@ def main() -> None:
     log(f"device {budget['device']}, backend jax, budget {args.budget_s:.0f} s, "
         f"field {full.field_size}², width {full.unet_width}, out {out}")
 
-    # 1. replicate 0 (shared with the grid: runs.replicate is memoised)
+    # 1. replicate 0 (shared with the grid: model_cache.replicate is memoised)
     t = time.perf_counter()
-    rep = runs.replicate(full, preset, 0, args.seed)
+    rep = model_cache.replicate(full, preset, 0, args.seed)
     t_prep = time.perf_counter() - t
     log(f"replicate 0: {rep.field.n_cells} cells, {len(rep.markers)} markers, "
         f"prep {t_prep:.1f} s")
@@ -205,9 +206,9 @@ def main() -> None:
     print(pd.DataFrame(summaries).to_string(index=False), flush=True)
 
     # 3. Table 1 at full scale, sized to the time left
-    from cellcutter_nb.model import build_unet
-    from cellcutter_nb.patches import extract_patches
-    from cellcutter_nb.train import EAGER_MAX_STEPS, evaluate, recalibrate_batchnorm
+    from cellcutter_nb.core.model import build_unet
+    from cellcutter_nb.core.patches import extract_patches
+    from cellcutter_nb.core.train import EAGER_MAX_STEPS, evaluate, recalibrate_batchnorm
 
     f32 = summaries[0]
     rate = f32["patches_per_s_steady"]
@@ -226,7 +227,7 @@ def main() -> None:
     evaluate(probe, rep.field, ps, rep.markers)
     t_eval = time.perf_counter() - t
     t = time.perf_counter()
-    experiments.references(full, preset, 0, args.seed)  # CellProfiler etc., per replicate
+    paper.references(full, preset, 0, args.seed)  # CellProfiler etc., per replicate
     t_refs = time.perf_counter() - t
     # train()'s numpy input pipeline, run in series with the steps: its share of a step
     from throughput import input_pipeline  # benchmarks/throughput.py (script folder)
@@ -265,11 +266,11 @@ def main() -> None:
     if args.skip_grid:
         return
     t = time.perf_counter()
-    table = experiments.table1(profile, preset, args.seed, combinations=combos,
+    table = paper.table1(profile, preset, args.seed, combinations=combos,
                                cache_dir=None, progress=False)  # models stay in memory
     budget["grid_s"] = time.perf_counter() - t
     table.to_csv(out / "table1.csv", index=False)
-    summary = experiments.summary(table)
+    summary = paper.summary(table)
     summary.to_csv(out / "table1_summary.csv", index=False)
     cnn = table[table["method"].str.startswith("CNN")]
     budget["grid_patches_per_s"] = float(cnn["patches_per_second"].median())

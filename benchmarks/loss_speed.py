@@ -1,9 +1,9 @@
-"""Eq. 1 on the canvas (``cellcutter_nb.loss``) vs naive all-pairs implementations.
+"""Eq. 1 on the canvas (``cellcutter_nb.core.loss``) vs naive all-pairs implementations.
 
 Three implementations of the same loss value, all in ``keras.ops`` (TensorFlow eager on
 CPU by default; ``KERAS_BACKEND=jax`` works too), forward pass only:
 
-* ``canvas`` — :func:`cellcutter_nb.loss.cutter_loss`: scatter-add log(1 - y) of every
+* ``canvas`` — :func:`cellcutter_nb.core.loss.cutter_loss`: scatter-add log(1 - y) of every
   patch into one canvas, gather it back; O(N·k² + canvas) time and memory.
 * ``pairwise`` — every ordered patch pair (i, j), i ≠ j: patch j's log(1 - y) is read
   through the window where patch i lies (an N × N × k × k gather, in chunks of rows so
@@ -73,7 +73,7 @@ def _terms(ops, logits, valid, mask_vals):
 def pairwise_loss(logits, offsets, valid, mask, chunk_elems: int = 50_000_000):
     """All ordered pairs: Σ_{i≠j} Σ_p y^i_p log(1 - y^j_p) through an N×N×k×k gather."""
     from cellcutter_nb.backend import keras
-    from cellcutter_nb.loss import canvas_indices
+    from cellcutter_nb.core.loss import canvas_indices
 
     ops = keras.ops
     n_p, k = logits.shape[0], logits.shape[1]
@@ -106,7 +106,7 @@ def pairwise_loss(logits, offsets, valid, mask, chunk_elems: int = 50_000_000):
 def dense_loss(logits, offsets, valid, mask):
     """``tests/test_loss.py``'s reference in keras.ops: N zero canvases, an N×N product."""
     from cellcutter_nb.backend import keras
-    from cellcutter_nb.loss import canvas_indices
+    from cellcutter_nb.core.loss import canvas_indices
 
     ops = keras.ops
     n_p, k = logits.shape[0], logits.shape[1]
@@ -127,7 +127,7 @@ def dense_loss(logits, offsets, valid, mask):
 
 
 def canvas_loss(logits, offsets, valid, mask):
-    from cellcutter_nb.loss import cutter_loss
+    from cellcutter_nb.core.loss import cutter_loss
 
     return list(cutter_loss(logits, offsets, valid, mask, **PARAMS, eps=EPS))
 

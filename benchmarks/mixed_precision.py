@@ -1,13 +1,13 @@
 """Does mixed precision keep the accuracy? float32 vs a mixed dtype policy, paired.
 
 Each replicate of a profile (synthetic fields, nuclei markers, graph-cut mask:
-:func:`cellcutter_nb.runs.replicate`) trains the same seeded model twice — under
+:func:`cellcutter_nb.experiments.model_cache.replicate`) trains the same seeded model twice — under
 ``float32`` and under ``--policy`` (``mixed_bfloat16`` by default) — with the profile's
 schedule, and is scored on the whole field as Table 1 scores it. Nothing is cached
 (a cached float32 run would otherwise be returned for the mixed policy). Printed per
 run: training seconds, patches/s and mIOU; then the paired mIOU difference
 (mixed − float32), mean ± standard error over replicates, and the speed-up. Eq. 1
-itself is always float32 (:func:`cellcutter_nb.loss.cutter_loss` casts the logits).
+itself is always float32 (:func:`cellcutter_nb.core.loss.cutter_loss` casts the logits).
 
 Run: ``python benchmarks/mixed_precision.py`` (quick profile, FL+Nuc with the mask:
 ~4 min on 2 idle CPU cores) or e.g. ``--profile full --channels fl --replicates 1``
@@ -25,12 +25,12 @@ import time
 def run(profile: str, preset: str, index: int, channels: tuple[str, ...], policy: str,
         seed: int) -> dict:
     """Train and score one replicate under ``policy`` (the previous policy restored after)."""
-    from cellcutter_nb import runs
     from cellcutter_nb.backend import dtype_policy
+    from cellcutter_nb.experiments import model_cache
 
     with dtype_policy(policy):
         t0 = time.perf_counter()
-        r = runs.fit(profile, preset, index, channels, with_mask=True, seed=seed,
+        r = model_cache.fit(profile, preset, index, channels, with_mask=True, seed=seed,
                      cache_dir=False)
         wall = time.perf_counter() - t0
     return {"replicate": index, "policy": policy, "wall_s": round(wall, 1),

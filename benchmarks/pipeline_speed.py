@@ -1,14 +1,14 @@
 """Time every non-training stage of the pipeline at the paper's field size (1750×1750).
 
 Stages, each timed ``--repeats`` times on the field ``make_field(seed=0)`` (median
-printed): synthetic field generation (:func:`cellcutter_nb.synth.make_field`, a new
+printed): synthetic field generation (:func:`cellcutter_nb.data.synth.make_field`, a new
 seed per repeat), nucleus segmentation for the markers
-(:func:`~cellcutter_nb.markers.nuclei_from_image`), blob detection on the nucleus image
-(:func:`~cellcutter_nb.markers.detect_blobs`, DoG and DoH), the graph-cut mask of fl
-(:func:`~cellcutter_nb.mask.graph_cut`, the ``paper`` and the ``original_code``
+(:func:`~cellcutter_nb.prep.markers.nuclei_from_image`), blob detection on the nucleus image
+(:func:`~cellcutter_nb.prep.markers.detect_blobs`, DoG and DoH), the graph-cut mask of fl
+(:func:`~cellcutter_nb.prep.mask.graph_cut`, the ``paper`` and the ``original_code``
 settings), the bright-field pixel-classifier mask, the CellProfiler baseline,
-integration of per-patch probabilities (:func:`~cellcutter_nb.integrate.integrate`)
-and whole-field prediction (:func:`~cellcutter_nb.integrate.predict_field`) once with
+integration of per-patch probabilities (:func:`~cellcutter_nb.core.integrate.integrate`)
+and whole-field prediction (:func:`~cellcutter_nb.core.integrate.predict_field`) once with
 a constant stand-in for the network (patch cutting + integration alone) and once with
 an untrained UNet of the paper's width 32 (Keras backend of the environment).
 
@@ -26,9 +26,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cellcutter_nb import config, integrate, synth
-from cellcutter_nb import markers as mk
-from cellcutter_nb import mask as mm
+from cellcutter_nb import config
+from cellcutter_nb.core import integrate
+from cellcutter_nb.data import synth
+from cellcutter_nb.prep import markers as mk
+from cellcutter_nb.prep import mask as mm
 
 
 class ConstantModel:
@@ -93,14 +95,14 @@ def main() -> None:
         field["bf"], mm.synthetic_scribbles(field, seed=0)),
         lambda m: f"IoU {mm.foreground_iou(m, field.mask):.3f}")
     if "cellprofiler" not in args.skip:
-        from cellcutter_nb.baseline import cellprofiler_baseline
+        from cellcutter_nb.prep.baseline import cellprofiler_baseline
 
         stage("cellprofiler", lambda r: cellprofiler_baseline(field, nuclei),
               lambda b: f"best {b.best}")
 
     # integration of realistic probabilities: each patch's true cell at 0.9, rest 0.1
-    from cellcutter_nb.patches import extract_patches
-    from cellcutter_nb.train import patch_targets
+    from cellcutter_nb.core.patches import extract_patches
+    from cellcutter_nb.core.train import patch_targets
 
     ps = extract_patches(field, ("fl", "nuc"), paper, markers=found)
     probs = (0.1 + 0.8 * patch_targets(field.labels, ps)).astype(np.float32)
@@ -112,7 +114,7 @@ def main() -> None:
         lambda lab: f"{len(found)} patches, model = constant logits")
     if "unet" not in args.skip:
         from cellcutter_nb.backend import backend_name
-        from cellcutter_nb.model import build_unet
+        from cellcutter_nb.core.model import build_unet
 
         unet = build_unet(3, width=32, depth=4, patch_size=paper.patch_size, seed=0)
         stage("predict_field_unet32", lambda r: integrate.predict_field(

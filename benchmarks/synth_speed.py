@@ -10,7 +10,7 @@ import argparse
 import statistics
 import time
 
-from cellcutter_nb.synth import make_field
+from cellcutter_nb.data.synth import make_field
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Configurations are ``backend:width:jit[:policy]``. One subprocess per backend (Keras
 reads ``KERAS_BACKEND`` at import) builds each configuration's model exactly as
-:func:`cellcutter_nb.train.train` does (:class:`~cellcutter_nb.train.CutterModel`,
+:func:`cellcutter_nb.core.train.train` does (:class:`~cellcutter_nb.core.train.CutterModel`,
 Adam, Eq. 1), prepares ``--steps`` area batches of a synthetic field (true markers and
 mask, ``fill_padding`` + a dihedral transform, as a training epoch does) and times
 ``train_on_batch`` over them: one untimed pass of each model compiles every padded
@@ -10,7 +10,7 @@ shape, then ``--repeats`` rounds of one timed pass per model, interleaved so tha
 load of a shared machine hits all alike; the median pass gives patches/s (real
 patches, padding excluded). The same subprocess times the numpy input pipeline of a
 training step (``epoch_batches`` + ``fill_padding`` + ``transform_batch``), which
-:func:`~cellcutter_nb.train.train` runs in series with the steps.
+:func:`~cellcutter_nb.core.train.train` runs in series with the steps.
 
 Run: ``python benchmarks/throughput.py`` (all configurations, ~25 min on 2 CPU cores) or
 e.g. ``python benchmarks/throughput.py --configs tensorflow:16:nojit jax:16:jit``;
@@ -45,7 +45,12 @@ def input_pipeline(ps, mask, preset, profile, seed: int, epochs: int) -> tuple:
     batches."""
     import numpy as np
 
-    from cellcutter_nb.batches import epoch_batches, fill_padding, n_transforms, transform_batch
+    from cellcutter_nb.core.batches import (
+        epoch_batches,
+        fill_padding,
+        n_transforms,
+        transform_batch,
+    )
 
     times, first = [], []
     for epoch in range(epochs):
@@ -61,8 +66,9 @@ def input_pipeline(ps, mask, preset, profile, seed: int, epochs: int) -> tuple:
 
 def pipeline_only(size: int, steps: int, epochs: int, seed: int) -> None:
     """Print the per-step input pipeline cost alone (no network, no Keras backend work)."""
-    from cellcutter_nb import config, synth
-    from cellcutter_nb.patches import extract_patches
+    from cellcutter_nb import config
+    from cellcutter_nb.core.patches import extract_patches
+    from cellcutter_nb.data import synth
 
     preset = config.get_preset("paper")
     profile = config.get_profile("full").replace(field_size=size, steps_per_epoch=steps)
@@ -80,10 +86,11 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
     """Time configurations of one backend (already selected) in this process, interleaved:
     a compile pass of each, then ``repeats`` rounds of one timed pass of each, so that a
     change in the machine's load hits every configuration alike."""
-    from cellcutter_nb import config, synth
+    from cellcutter_nb import config
     from cellcutter_nb.backend import backend_name, device_description, dtype_policy, keras
-    from cellcutter_nb.patches import extract_patches
-    from cellcutter_nb.train import CutterModel, build_model, seed_everything
+    from cellcutter_nb.core.patches import extract_patches
+    from cellcutter_nb.core.train import CutterModel, build_model, seed_everything
+    from cellcutter_nb.data import synth
 
     preset = config.get_preset("paper")
     base = config.get_profile("full").replace(field_size=size, steps_per_epoch=steps)

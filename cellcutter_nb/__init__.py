@@ -11,7 +11,7 @@ Examples
 """
 
 from . import config
-from .field import Field
+from .data.field import Field
 
 __version__ = "0.1.0"
 __all__ = ["Field", "config", "__version__"]

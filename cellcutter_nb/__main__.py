@@ -1,10 +1,10 @@
-"""``python -m cellcutter_nb``: command-line entry point (see :mod:`cellcutter_nb.runner`)."""
+"""``python -m cellcutter_nb``: command-line entry point (see :mod:`cellcutter_nb.experiments.reproduce`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .runner import main
+from .experiments.reproduce import main
 
 if __name__ == "__main__":
     sys.exit(main())

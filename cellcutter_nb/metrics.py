@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .patches import centre_pixels
+from .core.patches import centre_pixels
 
 __all__ = ["foreground_iou", "contingency", "iou_pairs", "per_cell_iou", "summarize",
            "agreement", "matching", "DEFAULT_THRESHOLDS"]

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 @pytest.fixture(scope="session")
 def default_field():
     """The default synthetic field (1750×1750, seed 0), as the realism tests require."""
-    from cellcutter_nb.synth import make_field
+    from cellcutter_nb.data.synth import make_field
 
     return make_field(seed=0)
 
@@ -20,7 +20,7 @@ def default_field():
 @pytest.fixture(scope="session")
 def default_stats(default_field):
     """Realism statistics of the default field."""
-    from cellcutter_nb.realism import realism_stats
+    from cellcutter_nb.data.realism import realism_stats
 
     return realism_stats(default_field)
 
@@ -28,6 +28,6 @@ def default_stats(default_field):
 @pytest.fixture(scope="session")
 def quick_field():
     """A 640×640 synthetic field (seed 0): one paper-sized training area."""
-    from cellcutter_nb.synth import make_field
+    from cellcutter_nb.data.synth import make_field
 
     return make_field(seed=0, shape=640)

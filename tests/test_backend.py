@@ -44,8 +44,8 @@ def test_deterministic_switch_too_late_is_a_clear_error():
 
 def test_smoke_training_repeats_across_processes():
     # the standard: a smoke run gives the same numbers twice on CPU (2 threads here)
-    code = ("from cellcutter_nb import runs\n"
-            "r = runs.fit('smoke', 'paper', 0, ('fl', 'nuc'), seed=0, cache_dir=False)\n"
+    code = ("from cellcutter_nb.experiments import model_cache\n"
+            "r = model_cache.fit('smoke', 'paper', 0, ('fl', 'nuc'), seed=0, cache_dir=False)\n"
             "print(repr(r.history['loss'].tolist() + [r.scores['miou']]))")
     outs = [_probe(None, code) for _ in range(2)]
     assert all(o.returncode == 0 for o in outs), outs[0].stderr[-2000:]

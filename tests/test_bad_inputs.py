@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellcutter_nb import config, io, runner
-from cellcutter_nb.field import Field, check_markers
-from cellcutter_nb.markers import nuclei_from_image
-from cellcutter_nb.mask import graph_cut, pixel_classifier_mask
-from cellcutter_nb.outputs import load_model
-from cellcutter_nb.patches import extract_patches
-from cellcutter_nb.runner import check_parameters
+from cellcutter_nb import config
+from cellcutter_nb.app.outputs import load_model
+from cellcutter_nb.core.patches import extract_patches
+from cellcutter_nb.data import tiffio
+from cellcutter_nb.data.field import Field, check_markers
+from cellcutter_nb.experiments import reproduce
+from cellcutter_nb.experiments.reproduce import check_parameters
+from cellcutter_nb.prep.markers import nuclei_from_image
+from cellcutter_nb.prep.mask import graph_cut, pixel_classifier_mask
 
 TINY = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1, unet_width=4,
                                            unet_depth=2)
@@ -47,7 +49,7 @@ def test_not_a_2d_grey_image(image, match):
 def test_stack_file_needs_a_page(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.ones((5, 8, 8), np.uint16))
     with pytest.raises(ValueError, match="multi-page stack.*page=k"):
-        io.load_field(fl=tmp_path / "stack.tif")
+        tiffio.load_field(fl=tmp_path / "stack.tif")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -68,8 +70,8 @@ def test_all_zero_image_for_markers_and_mask():
 
 # --- markers --------------------------------------------------------------------------------
 def test_no_markers_train_and_segment(small):
-    from cellcutter_nb.pipeline import segment
-    from cellcutter_nb.train import train
+    from cellcutter_nb.app.pipeline import segment
+    from cellcutter_nb.core.train import train
 
     none = np.zeros((0, 2))
     with pytest.raises(ValueError, match="No markers"):
@@ -92,7 +94,7 @@ def test_duplicate_markers():
 
 # --- masks ----------------------------------------------------------------------------------
 def test_mask_without_foreground(small):
-    from cellcutter_nb.train import train
+    from cellcutter_nb.core.train import train
 
     with pytest.raises(ValueError, match="no foreground pixel"):
         train(small, ("fl",), "paper", TINY, mask=np.zeros(small.shape, bool), progress=False)
@@ -108,7 +110,7 @@ def test_scribbles_with_one_class():
 
 # --- names ----------------------------------------------------------------------------------
 def test_unknown_channel_name(small):
-    from cellcutter_nb.train import train
+    from cellcutter_nb.core.train import train
 
     with pytest.raises(ValueError, match="Unknown channel name.*'gfp'"):
         Field({"gfp": np.ones((8, 8))})
@@ -127,7 +129,7 @@ def test_unknown_preset_and_profile():
 
 # --- model files ----------------------------------------------------------------------------
 def test_truncated_or_foreign_model_file(tmp_path):
-    from cellcutter_nb.model import build_unet
+    from cellcutter_nb.core.model import build_unet
 
     good = tmp_path / "good.keras"
     build_unet(2, width=2, depth=1, patch_size=8).save(good)
@@ -176,7 +178,7 @@ def images(tmp_path):
 
 @pytest.fixture
 def no_training(monkeypatch):
-    from cellcutter_nb import pipeline
+    from cellcutter_nb.app import pipeline
 
     def fail(*args, **kwargs):
         raise AssertionError("training started despite a bad input")
@@ -185,7 +187,7 @@ def no_training(monkeypatch):
 
 
 def _cli(capsys, *argv):
-    rc = runner.main(["segment", "--quiet", *map(str, argv)])
+    rc = reproduce.main(["segment", "--quiet", *map(str, argv)])
     return rc, capsys.readouterr().err
 
 

@@ -1,14 +1,14 @@
-"""Tests of cellcutter_nb.baseline: CellProfiler's secondary-object methods."""
+"""Tests of cellcutter_nb.prep.baseline: CellProfiler's secondary-object methods."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cellcutter_nb import baseline
-from cellcutter_nb.field import Field
-from cellcutter_nb.markers import nuclei_from_image
-from cellcutter_nb.synth import make_field
+from cellcutter_nb.data.field import Field
+from cellcutter_nb.data.synth import make_field
+from cellcutter_nb.prep import baseline
+from cellcutter_nb.prep.markers import nuclei_from_image
 
 
 @pytest.fixture(scope="module")

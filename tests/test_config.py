@@ -100,7 +100,7 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_import_does_not_pull_tensorflow():
-    code = "import sys, cellcutter_nb, cellcutter_nb.synth; print('tensorflow' in sys.modules)"
+    code = "import sys, cellcutter_nb, cellcutter_nb.data.synth; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcutter_nb import config, experiments, report, runs
+from cellcutter_nb import config
+from cellcutter_nb.experiments import model_cache, paper, report
 
 TINY = config.get_profile("smoke").replace(field_size=128, max_epochs=1, steps_per_epoch=1,
                                            n_replicates=2)
@@ -18,60 +19,60 @@ def cache(tmp_path_factory):
 
 
 def test_fit_caches_and_reloads_the_same_run(cache):
-    a = runs.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
+    a = model_cache.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
     assert (cache / "runs" / a.key / "model.keras").exists()
-    b = runs.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
+    b = model_cache.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
     assert b.key == a.key and b.scores == a.scores
     np.testing.assert_array_equal(a.labels, b.labels)
     pd.testing.assert_frame_equal(a.cells, b.cells, check_dtype=False)
     # the reloaded model gives the cached segmentation again
-    from cellcutter_nb.integrate import predict_field
+    from cellcutter_nb.core.integrate import predict_field
 
-    rep = runs.replicate(TINY, "paper", 0)
+    rep = model_cache.replicate(TINY, "paper", 0)
     again = predict_field(b.model(), rep.field, ("fl", "nuc"), "paper", markers=b.markers)
     np.testing.assert_array_equal(again, a.labels)
 
 
 def test_cache_key_separates_what_shapes_a_run():
-    keys = {runs.run_key(TINY, config.get_preset("paper"), i, c, m, s)
+    keys = {model_cache.run_key(TINY, config.get_preset("paper"), i, c, m, s)
             for i in (0, 1) for c in (("fl",), ("bf",)) for m in (True, False) for s in (0, 1)}
     assert len(keys) == 16
     p = config.get_preset("paper")
-    base = runs.run_key(TINY, p, 0, ("fl",), True, 0)
-    assert runs.run_key(TINY, p.replace(learning_rate=0.001), 0, ("fl",), True, 0) != base
-    assert runs.run_key(TINY, p, 0, ("fl",), True, 0, markers=np.zeros((3, 2))) != base
+    base = model_cache.run_key(TINY, p, 0, ("fl",), True, 0)
+    assert model_cache.run_key(TINY, p.replace(learning_rate=0.001), 0, ("fl",), True, 0) != base
+    assert model_cache.run_key(TINY, p, 0, ("fl",), True, 0, markers=np.zeros((3, 2))) != base
     # what shapes the run changes the key; the nucleus settings and replicate count do not
-    assert runs.run_key(TINY.replace(max_epochs=TINY.max_epochs + 1), p, 0, ("fl",), True,
+    assert model_cache.run_key(TINY.replace(max_epochs=TINY.max_epochs + 1), p, 0, ("fl",), True,
                         0) != base
-    assert runs.run_key(TINY.replace(train_area=96), p, 0, ("fl",), True, 0) != base
+    assert model_cache.run_key(TINY.replace(train_area=96), p, 0, ("fl",), True, 0) != base
     same = TINY.replace(nucleus_max_steps=7, nucleus_crop=32, n_replicates=5, name="other")
-    assert runs.run_key(same, p, 0, ("fl",), True, 0) == base
+    assert model_cache.run_key(same, p, 0, ("fl",), True, 0) == base
 
 
 def test_replicates_differ_and_are_deterministic():
-    a, b = runs.replicate(TINY, "paper", 0), runs.replicate(TINY, "paper", 1)
+    a, b = model_cache.replicate(TINY, "paper", 0), model_cache.replicate(TINY, "paper", 1)
     assert not np.array_equal(a.field["fl"], b.field["fl"])
-    runs._replicate.cache_clear()
-    np.testing.assert_array_equal(runs.replicate(TINY, "paper", 0).field["fl"], a.field["fl"])
+    model_cache._replicate.cache_clear()
+    np.testing.assert_array_equal(model_cache.replicate(TINY, "paper", 0).field["fl"], a.field["fl"])
     assert a.mask_for(("bf",)) is a.bf_mask and a.mask_for(("fl", "bf")) is a.fl_mask
     with pytest.raises(ValueError, match="outside the profile's 2 replicates"):
-        runs.replicate(TINY, "paper", 2)
+        model_cache.replicate(TINY, "paper", 2)
 
 
 def test_table1_and_views_share_the_grid(cache):
     combos = [("fl",), ("bf",)]
-    t = experiments.table1(TINY, combinations=combos, cache_dir=cache)
+    t = paper.table1(TINY, combinations=combos, cache_dir=cache)
     cnn = t[t["method"].str.startswith("CNN")]
     assert len(cnn) == 2 * 2 * 2  # combinations × masks × replicates
     assert set(t["method"]) == {"CNN w/ mask", "CNN w/o mask", "position only", "CellProfiler",
                                 "CellProfiler (same mask)"}
     assert t[["miou", "ap50", "f1"]].apply(lambda c: c.between(0, 1).all()).all()
-    traces = experiments.training_traces(TINY, combinations=combos, cache_dir=cache)
+    traces = paper.training_traces(TINY, combinations=combos, cache_dir=cache)
     assert set(traces["combination"]) == {"FL", "BF"} and traces["miou"].between(0, 1).all()
-    edge = experiments.mask_edge_effect(TINY, combinations=combos, cache_dir=cache)
+    edge = paper.mask_edge_effect(TINY, combinations=combos, cache_dir=cache)
     np.testing.assert_allclose(edge["gain"], edge["iou_with"] - edge["iou_without"])
     assert set(edge["position"]) <= {"edge", "interior"}
-    unseen = experiments.unseen_image(TINY, combinations=combos, cache_dir=cache)
+    unseen = paper.unseen_image(TINY, combinations=combos, cache_dir=cache)
     pairs = sorted(zip(unseen["trained_on"], unseen["applied_to"], strict=True))
     assert pairs == [(0, 1), (0, 1), (1, 0), (1, 0)]
     assert unseen[["agreement", "miou_unseen", "miou_own"]].apply(
@@ -80,19 +81,19 @@ def test_table1_and_views_share_the_grid(cache):
 
 def test_unseen_image_needs_two_replicates():
     with pytest.raises(ValueError, match="at least 2 replicates"):
-        experiments.unseen_image(TINY.replace(n_replicates=1), cache_dir=None)
+        paper.unseen_image(TINY.replace(n_replicates=1), cache_dir=None)
 
 
 def test_bad_combination_is_refused():
     with pytest.raises(ValueError, match="combinations must be"):
-        experiments.table1(TINY, combinations=[("dapi",)], cache_dir=None)
+        paper.table1(TINY, combinations=[("dapi",)], cache_dir=None)
 
 
 def test_edge_cells_finds_the_enclosed_cell():
     lab = np.zeros((9, 9), int)
     lab[1:8, 1:8] = np.repeat(np.repeat(np.arange(1, 10).reshape(3, 3), 3, 0), 3, 1)[1:8, 1:8]
-    assert 5 not in experiments.edge_cells(lab).tolist()
-    assert set(experiments.edge_cells(lab).tolist()) == {1, 2, 3, 4, 6, 7, 8, 9}
+    assert 5 not in paper.edge_cells(lab).tolist()
+    assert set(paper.edge_cells(lab).tolist()) == {1, 2, 3, 4, 6, 7, 8, 9}
 
 
 def _table(with_mask, without, cp=0.5, position=0.5):

@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.integrate: scatter-max label image and whole-field prediction."""
+"""Tests of cellcutter_nb.core.integrate: scatter-max label image and whole-field prediction."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
-from cellcutter_nb.field import Field
-from cellcutter_nb.integrate import LabelCanvas, integrate, predict_field
-from cellcutter_nb.patches import extract_patches
+from cellcutter_nb.core.integrate import LabelCanvas, integrate, predict_field
+from cellcutter_nb.core.patches import extract_patches
+from cellcutter_nb.data.field import Field
 
 
 def naive_integrate(probs, origins, shape, labels, threshold=0.5):

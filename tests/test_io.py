@@ -1,4 +1,4 @@
-"""Tests for cellcutter_nb.io: reading, normalising, saving and the real-data loaders."""
+"""Tests for cellcutter_nb.data.tiffio: reading, normalising, saving and the real-data loaders."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellcutter_nb import io
-from cellcutter_nb.field import Field
+from cellcutter_nb.data import tiffio
+from cellcutter_nb.data.field import Field
 
 RNG = np.random.default_rng(0)
 
@@ -25,7 +25,7 @@ def _tif(path, arr, **kw):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 def test_dtypes_read_as_float32(tmp_path, dtype):
     arr = (RNG.random((7, 9)) * 200).astype(dtype)
-    out = io.read_image(_tif(tmp_path / "a.tif", arr))
+    out = tiffio.read_image(_tif(tmp_path / "a.tif", arr))
     assert out.dtype == np.float32 and out.shape == (7, 9)
     np.testing.assert_array_equal(out, arr.astype(np.float32))
 
@@ -34,28 +34,28 @@ def test_rgb_rejected_with_channel_hint_and_channel_selects(tmp_path):
     arr = RNG.integers(0, 255, (8, 9, 3), dtype=np.uint8)
     path = _tif(tmp_path / "rgb.tif", arr)
     with pytest.raises(ValueError, match=r"RGB.*channel=k \(k = 0\.\.2\)"):
-        io.read_image(path)
-    np.testing.assert_array_equal(io.read_image(path, channel=1), arr[..., 1])
+        tiffio.read_image(path)
+    np.testing.assert_array_equal(tiffio.read_image(path, channel=1), arr[..., 1])
     with pytest.raises(ValueError, match="channel=3 is out of range"):
-        io.read_image(path, channel=3)
+        tiffio.read_image(path, channel=3)
     # the same rules for an in-memory array
     with pytest.raises(ValueError, match="channel="):
-        io.load_field(fl=arr)
-    assert io.load_field(fl=arr, channel=2)["fl"][0, 0] == arr[0, 0, 2]
+        tiffio.load_field(fl=arr)
+    assert tiffio.load_field(fl=arr, channel=2)["fl"][0, 0] == arr[0, 0, 2]
 
 
 def test_multipage_rejected_with_page_hint_and_page_selects(tmp_path):
     arr = RNG.integers(0, 4000, (3, 8, 9), dtype=np.uint16)
     path = _tif(tmp_path / "stack.tif", arr, photometric="minisblack")
     with pytest.raises(ValueError, match=r"multi-page.*page=k \(k = 0\.\.2\)"):
-        io.read_image(path, name="fl")
-    np.testing.assert_array_equal(io.read_image(path, page=2), arr[2])
+        tiffio.read_image(path, name="fl")
+    np.testing.assert_array_equal(tiffio.read_image(path, page=2), arr[2])
     with pytest.raises(ValueError, match="no colour axis"):
-        io.read_image(path, page=0, channel=0)
+        tiffio.read_image(path, page=0, channel=0)
     # ImageJ hyperstack Z=2, C=3: planes counted in file order
     hyper = RNG.random((2, 3, 6, 5)).astype(np.float32)
     hpath = _tif(tmp_path / "hyper.tif", hyper, imagej=True, metadata={"axes": "ZCYX"})
-    np.testing.assert_array_equal(io.read_image(hpath, page=4), hyper[1, 1])
+    np.testing.assert_array_equal(tiffio.read_image(hpath, page=4), hyper[1, 1])
 
 
 def test_pages_of_different_shapes_need_page(tmp_path):
@@ -64,28 +64,28 @@ def test_pages_of_different_shapes_need_page(tmp_path):
         w.write(np.zeros((5, 5), np.uint8))
         w.write(np.full((6, 4), 7, np.uint8))
     with pytest.raises(ValueError, match="different shapes; pick one with page="):
-        io.read_image(path)
-    assert io.read_image(path, page=1).shape == (6, 4)
+        tiffio.read_image(path)
+    assert tiffio.read_image(path, page=1).shape == (6, 4)
 
 
 def test_load_field_page_per_channel_from_one_file(tmp_path):
     arr = RNG.integers(0, 255, (2, 8, 9), dtype=np.uint8)
     path = _tif(tmp_path / "two.tif", arr, photometric="minisblack")
-    f = io.load_field(fl=path, nuc=path, page={"fl": 1, "nuc": 0}, markers=[[1, 2]])
+    f = tiffio.load_field(fl=path, nuc=path, page={"fl": 1, "nuc": 0}, markers=[[1, 2]])
     np.testing.assert_array_equal(f["fl"], arr[1])
     np.testing.assert_array_equal(f["nuc"], arr[0])
     assert f.name == "two" and f.meta["files"]["fl"] == str(path)
     assert f.meta["pixel_size_assumed"] is True and f.pixel_size == 0.8
-    assert "pixel_size_assumed" not in io.load_field(fl=arr[0], pixel_size=0.65).meta
+    assert "pixel_size_assumed" not in tiffio.load_field(fl=arr[0], pixel_size=0.65).meta
 
 
 def test_load_field_shape_mismatch_and_missing_file(tmp_path):
     with pytest.raises(ValueError, match="share one shape"):
-        io.load_field(fl=np.zeros((8, 8)), nuc=np.zeros((8, 9)))
+        tiffio.load_field(fl=np.zeros((8, 8)), nuc=np.zeros((8, 9)))
     with pytest.raises(FileNotFoundError, match="nope.tif"):
-        io.load_field(fl=tmp_path / "nope.tif")
+        tiffio.load_field(fl=tmp_path / "nope.tif")
     with pytest.raises(ValueError, match="at least one channel"):
-        io.load_field()
+        tiffio.load_field()
 
 
 def test_nan_and_inf_named_by_channel(tmp_path):
@@ -93,23 +93,23 @@ def test_nan_and_inf_named_by_channel(tmp_path):
     bad[2, 3] = np.nan
     path = _tif(tmp_path / "bad.tif", bad)
     with pytest.raises(ValueError, match="'nuc' has 1 NaN/inf"):
-        io.load_field(fl=np.ones((6, 6)), nuc=path)
+        tiffio.load_field(fl=np.ones((6, 6)), nuc=path)
     bad[2, 3] = np.inf
     with pytest.raises(ValueError, match="'bf'"):
-        io.load_field(bf=bad)
+        tiffio.load_field(bf=bad)
 
 
 def test_markers_and_labels_inputs(tmp_path):
     csv = tmp_path / "m.csv"
     csv.write_text("x,y\n3,1\n5.5,2\n")
-    np.testing.assert_array_equal(io.read_markers(csv), [[1, 3], [2, 5.5]])
+    np.testing.assert_array_equal(tiffio.read_markers(csv), [[1, 3], [2, 5.5]])
     lab = np.zeros((6, 7), np.uint16)
     lab[1:3, 1:3] = 1
-    f = io.load_field(fl=np.ones((6, 7)), markers=csv, labels=_tif(tmp_path / "l.tif", lab))
+    f = tiffio.load_field(fl=np.ones((6, 7)), markers=csv, labels=_tif(tmp_path / "l.tif", lab))
     assert f.labels.dtype == np.uint32 and f.labels.sum() == 4 and f.n_cells == 1
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="row,col or x,y"):
-        io.read_markers(tmp_path / "bad.csv")
+        tiffio.read_markers(tmp_path / "bad.csv")
 
 
 # --------------------------------------------------------------------------- normalising
@@ -117,18 +117,18 @@ def test_markers_and_labels_inputs(tmp_path):
 
 def test_zscore():
     img = RNG.gamma(2.0, 50.0, (40, 50)).astype(np.uint16)
-    z = io.normalize(img)
+    z = tiffio.normalize(img)
     assert z.dtype == np.float32
     assert abs(float(z.mean())) < 1e-5 and abs(float(z.std()) - 1) < 1e-5
 
 
 def test_percentile_stretch():
     img = np.arange(1000, dtype=np.float32).reshape(25, 40)
-    y = io.normalize(img, "percentile", low=1, high=99)
+    y = tiffio.normalize(img, "percentile", low=1, high=99)
     lo, hi = np.percentile(img, [1, 99])
     assert y[img == 500][0] == pytest.approx((500 - lo) / (hi - lo), rel=1e-6)
     assert y.min() < 0 and y.max() > 1  # not clipped by default
-    yc = io.normalize(img, "percentile", clip=True)
+    yc = tiffio.normalize(img, "percentile", clip=True)
     assert yc.min() == 0 and yc.max() == 1
     assert np.mean(yc == 1) == pytest.approx(0.003, abs=0.0015)  # top 0.2 % saturate
 
@@ -136,28 +136,28 @@ def test_percentile_stretch():
 @pytest.mark.parametrize("method", ["zscore", "percentile"])
 def test_constant_image_refused(method):
     with pytest.raises(ValueError, match="zero variance"):
-        io.normalize(np.full((5, 5), 3, np.uint8), method, name="fl")
+        tiffio.normalize(np.full((5, 5), 3, np.uint8), method, name="fl")
 
 
 def test_normalize_bad_arguments():
     with pytest.raises(ValueError, match="Unknown normalisation method"):
-        io.normalize(np.arange(4.).reshape(2, 2), "minmax")
+        tiffio.normalize(np.arange(4.).reshape(2, 2), "minmax")
     with pytest.raises(ValueError, match="low < high"):
-        io.normalize(np.arange(4.).reshape(2, 2), "percentile", low=50, high=10)
+        tiffio.normalize(np.arange(4.).reshape(2, 2), "percentile", low=50, high=10)
 
 
 def test_normalize_field_returns_new_field():
     f = Field({"fl": RNG.random((8, 8)) * 9, "nuc": RNG.random((8, 8)) + 4},
               labels=np.eye(8, dtype=np.uint8), name="x", meta={"k": 1})
     before = f["nuc"].copy()
-    g = io.normalize_field(f, channels=["nuc"])
+    g = tiffio.normalize_field(f, channels=["nuc"])
     np.testing.assert_array_equal(f["nuc"], before)  # input untouched
     np.testing.assert_array_equal(g["fl"], f["fl"])
     assert abs(float(g["nuc"].mean())) < 1e-5 and float(g["nuc"].std()) == pytest.approx(1, 1e-5)
     assert g.labels is not f.labels and (g.labels == f.labels).all()
     assert g.meta["normalization"]["channels"] == ["nuc"] and "normalization" not in f.meta
     with pytest.raises(ValueError, match="no channel"):
-        io.normalize_field(f, channels=["bf"])
+        tiffio.normalize_field(f, channels=["bf"])
 
 
 # --------------------------------------------------------------------------- save / load
@@ -178,8 +178,8 @@ def _field(gt: bool) -> Field:
 @pytest.mark.parametrize("gt", [True, False])
 def test_save_load_bit_exact(tmp_path, gt):
     f = _field(gt)
-    out = io.save_field(f, tmp_path / "saved")
-    g = io.load_saved_field(out)
+    out = tiffio.save_field(f, tmp_path / "saved")
+    g = tiffio.load_saved_field(out)
     assert g.channel_names == f.channel_names and g.name == "f" and g.pixel_size == 0.6493
     for k in f.channel_names:
         assert g[k].dtype == np.float32 and g[k].tobytes() == f[k].tobytes()
@@ -190,31 +190,31 @@ def test_save_load_bit_exact(tmp_path, gt):
             assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes()
     assert g.meta == {"seed": 3, "nested": {"a": [1, 2.5]}, "np": 4}
     saved = json.loads((out / "field.json").read_text())
-    assert saved["version"] == io.FORMAT_VERSION and saved["format"] == io.FORMAT_NAME
+    assert saved["version"] == tiffio.FORMAT_VERSION and saved["format"] == tiffio.FORMAT_NAME
 
 
 def test_save_empty_markers(tmp_path):
     f = Field({"fl": np.ones((4, 4))}, markers=np.zeros((0, 2)))
-    g = io.load_saved_field(io.save_field(f, tmp_path / "e"))
+    g = tiffio.load_saved_field(tiffio.save_field(f, tmp_path / "e"))
     assert g.markers.shape == (0, 2)
 
 
 def test_refuse_overwrite(tmp_path):
-    out = io.save_field(_field(False), tmp_path / "s")
+    out = tiffio.save_field(_field(False), tmp_path / "s")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        io.save_field(_field(True), out)
-    assert io.load_saved_field(out).labels is None  # untouched
-    io.save_field(_field(True), out, overwrite=True)
-    assert io.load_saved_field(out).labels is not None
+        tiffio.save_field(_field(True), out)
+    assert tiffio.load_saved_field(out).labels is None  # untouched
+    tiffio.save_field(_field(True), out, overwrite=True)
+    assert tiffio.load_saved_field(out).labels is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temp/backup left
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an empty folder or a saved Field"):
-        io.save_field(_field(False), other, overwrite=True)
+        tiffio.save_field(_field(False), other, overwrite=True)
     assert (other / "notes.txt").read_text() == "keep me"
     (tmp_path / "empty").mkdir()
-    assert io.load_saved_field(io.save_field(_field(False), tmp_path / "empty")).name == "f"
+    assert tiffio.load_saved_field(tiffio.save_field(_field(False), tmp_path / "empty")).name == "f"
 
 
 def test_failed_save_leaves_nothing_loadable(tmp_path, monkeypatch):
@@ -226,12 +226,12 @@ def test_failed_save_leaves_nothing_loadable(tmp_path, monkeypatch):
             raise OSError("disk full")
         return tifffile.imwrite(path, *a, **k)
 
-    monkeypatch.setattr(io.tifffile, "imwrite", failing)
+    monkeypatch.setattr(tiffio.tifffile, "imwrite", failing)
     with pytest.raises(OSError, match="disk full"):
-        io.save_field(_field(True), tmp_path / "s")
+        tiffio.save_field(_field(True), tmp_path / "s")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="JSON-serialisable"):
-        io.save_field(Field({"fl": np.ones((2, 2))}, meta={"x": object()}), tmp_path / "t")
+        tiffio.save_field(Field({"fl": np.ones((2, 2))}, meta={"x": object()}), tmp_path / "t")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -239,11 +239,11 @@ def test_load_folder_without_metadata(tmp_path):
     (tmp_path / "half").mkdir()
     tifffile.imwrite(tmp_path / "half" / "fl.tif", np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match="field.json is missing"):
-        io.load_saved_field(tmp_path / "half")
-    out = io.save_field(_field(True), tmp_path / "s")
+        tiffio.load_saved_field(tmp_path / "half")
+    out = tiffio.save_field(_field(True), tmp_path / "s")
     (out / "labels.tif").unlink()
     with pytest.raises(ValueError, match=r"incomplete: missing \['labels.tif'\]"):
-        io.load_saved_field(out)
+        tiffio.load_saved_field(out)
 
 
 # --------------------------------------------------------------------------- A431 layout
@@ -271,56 +271,56 @@ def _fake_a431(root):
 
 def test_a431_test_split(tmp_path):
     imgs, mask = _fake_a431(tmp_path / "A431")
-    assert io.list_a431(tmp_path, "test") == ["img_0001.tif", "img_0002.tif", "img_0010.tif"]
-    f = io.load_a431(tmp_path, "test", 1)  # the folder above A431/ also works
+    assert tiffio.list_a431(tmp_path, "test") == ["img_0001.tif", "img_0002.tif", "img_0010.tif"]
+    f = tiffio.load_a431(tmp_path, "test", 1)  # the folder above A431/ also works
     np.testing.assert_array_equal(f["fl"], (imgs[0] + 2).astype(np.float32))
     assert f.channel_names == ("fl",) and f.markers is None
     assert f.labels.max() == 2 and (f.labels[mask == 7] == 1).all()
     assert (f.labels[mask == 42] == 2).all()
     assert (f.mask == (mask > 0)).all() and f.meta["file"] == "img_0002.tif"
-    g = io.load_a431(tmp_path / "A431", "test", -1)  # binary mask -> connected components
+    g = tiffio.load_a431(tmp_path / "A431", "test", -1)  # binary mask -> connected components
     assert g.labels.max() == 2 and g.meta["labels_from_binary_mask"] is True
     with pytest.raises(ValueError, match="index=3 is out of range"):
-        io.load_a431(tmp_path, "test", 3)
+        tiffio.load_a431(tmp_path, "test", 3)
 
 
 def test_a431_train_split(tmp_path):
     imgs, mask = _fake_a431(tmp_path)
-    assert io.list_a431(tmp_path, "train") == ["a.tif", "b.tif"]
-    f = io.load_a431(tmp_path, "train", 0)
+    assert tiffio.list_a431(tmp_path, "train") == ["a.tif", "b.tif"]
+    f = tiffio.load_a431(tmp_path, "train", 0)
     np.testing.assert_array_equal(f.markers, [[3.5, 4.0], [12, 9]])
     assert f.labels is None and (f.mask == (mask > 0)).all()
     np.testing.assert_array_equal(f["fl"], imgs[1].astype(np.float32))
     with pytest.raises(ValueError, match=r"channels=\('fl', 'nuc'\)"):
-        io.load_a431(tmp_path, "train", 1)  # two planes, unnamed
-    g = io.load_a431(tmp_path, "train", 1, channels=("fl", "nuc"))
+        tiffio.load_a431(tmp_path, "train", 1)  # two planes, unnamed
+    g = tiffio.load_a431(tmp_path, "train", 1, channels=("fl", "nuc"))
     np.testing.assert_array_equal(g.markers, [[3, 4], [12, 10]])  # {"x","y"} -> (row, col)
     np.testing.assert_array_equal(g["nuc"], imgs[1].astype(np.float32))
-    h = io.load_a431(tmp_path, "train", 1, channels=(None, "bf"))
+    h = tiffio.load_a431(tmp_path, "train", 1, channels=(None, "bf"))
     assert h.channel_names == ("bf",)
 
 
 def test_a431_bad_layout(tmp_path):
     with pytest.raises(ValueError, match=r"(?s)does not look like the A431.*train\.json"):
-        io.load_a431(tmp_path)
+        tiffio.load_a431(tmp_path)
     (tmp_path / "test").mkdir()
     _tif(tmp_path / "test" / "img_0001.tif", np.ones((4, 4), np.uint8))
     with pytest.raises(ValueError, match="Missing manual mask masks_0001.tif"):
-        io.load_a431(tmp_path, "test")
+        tiffio.load_a431(tmp_path, "test")
     with pytest.raises(ValueError, match="train.json is missing"):
-        io.load_a431(tmp_path, "train")
+        tiffio.load_a431(tmp_path, "train")
     (tmp_path / "train.json").write_text(json.dumps([{"name": "x.tif", "locations": []}]))
     with pytest.raises(ValueError, match="has no image file"):
-        io.load_a431(tmp_path, "train")
+        tiffio.load_a431(tmp_path, "train")
     with pytest.raises(ValueError, match="split must be"):
-        io.load_a431(tmp_path, "val")
+        tiffio.load_a431(tmp_path, "val")
 
 
 # --------------------------------------------------------------------------- bundled data
 
 
 def test_load_example_ht29():
-    f = io.load_example("ht29")
+    f = tiffio.load_example("ht29")
     assert f.shape == (512, 512) and f.channel_names == ("fl", "nuc")
     assert all(np.isfinite(f[k]).all() and f[k].dtype == np.float32 for k in f.channel_names)
     assert f.meta["pixel_size_assumed"] is True and f.meta["licence"] == "CC0"
@@ -330,7 +330,7 @@ def test_load_example_ht29():
 
 def test_load_example_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="available"):
-        io.load_example("hela")
+        tiffio.load_example("hela")
     monkeypatch.setenv("CELLCUTTER_NB_DATA", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="repository checkout"):
-        io.load_example("ht29")
+        tiffio.load_example("ht29")

@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.loss: Eq. 1 on the canvas vs a naive pairwise reference.
+"""Tests of cellcutter_nb.core.loss: Eq. 1 on the canvas vs a naive pairwise reference.
 
 The JAX checks run in a subprocess with ``KERAS_BACKEND=jax`` (Keras reads the backend
 at import); the in-process checks use whatever backend Keras runs here (TensorFlow).
@@ -19,7 +19,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cellcutter_nb.loss import canvas_indices, cutter_loss, make_loss  # noqa: E402
+from cellcutter_nb.core.loss import canvas_indices, cutter_loss, make_loss  # noqa: E402
 
 K = 8
 CANVAS = (40, 36)
@@ -160,7 +160,7 @@ JAX_SCRIPT = textwrap.dedent("""
     import numpy as np
     import jax, keras
     assert keras.backend.backend() == "jax"
-    from cellcutter_nb.loss import cutter_loss
+    from cellcutter_nb.core.loss import cutter_loss
     data = np.load(sys.argv[1])
     out = {}
     for name in sorted({k.split("_")[0] for k in data.files}):

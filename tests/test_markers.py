@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.markers: nucleus segmentation, blobs, centroids, matching."""
+"""Tests of cellcutter_nb.prep.markers: nucleus segmentation, blobs, centroids, matching."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from cellcutter_nb import markers
-from cellcutter_nb.synth import make_field
+from cellcutter_nb.data.synth import make_field
+from cellcutter_nb.prep import markers
 
 
 @pytest.fixture(scope="module")

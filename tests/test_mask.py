@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.mask: graph cut (Eq. 2), scribbles → forest → cut, scribbles."""
+"""Tests of cellcutter_nb.prep.mask: graph cut (Eq. 2), scribbles → forest → cut, scribbles."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cellcutter_nb import mask
-from cellcutter_nb.field import Field
-from cellcutter_nb.synth import make_field
+from cellcutter_nb.data.field import Field
+from cellcutter_nb.data.synth import make_field
+from cellcutter_nb.prep import mask
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.model: the Fig. S1 UNet."""
+"""Tests of cellcutter_nb.core.model: the Fig. S1 UNet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cellcutter_nb.model import build_unet, level_filters  # noqa: E402
+from cellcutter_nb.core.model import build_unet, level_filters  # noqa: E402
 
 
 def _expected_params(n_in: int, width: int, depth: int) -> int:

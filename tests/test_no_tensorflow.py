@@ -4,7 +4,7 @@ The GPU machines this project is benchmarked on have JAX with CUDA but no Tensor
 (and no TensorFlow wheel can be installed there). The check runs in a subprocess
 whose ``sys.meta_path`` starts with a finder that refuses every ``tensorflow*``
 module (as if it were not installed), imports the package and every one of its
-modules, trains a tiny model through :func:`cellcutter_nb.runs.fit` and checks that
+modules, trains a tiny model through :func:`cellcutter_nb.experiments.model_cache.fit` and checks that
 the scores are finite and that no TensorFlow module was loaded.
 """
 
@@ -39,13 +39,13 @@ SCRIPT = textwrap.dedent("""
         pass
 
     import cellcutter_nb
-    import cellcutter_nb.experiments
-    import cellcutter_nb.runs as runs
+    import cellcutter_nb.experiments.paper
+    from cellcutter_nb.experiments import model_cache
 
     needs_tf = []  # every module imports (optional extras aside) without TensorFlow
-    for info in pkgutil.iter_modules(cellcutter_nb.__path__):
+    for info in pkgutil.walk_packages(cellcutter_nb.__path__, "cellcutter_nb."):
         try:
-            importlib.import_module(f"cellcutter_nb.{info.name}")
+            importlib.import_module(info.name)
         except ImportError as err:
             if "tensorflow" in str(err):
                 needs_tf.append(info.name)
@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent("""
 
     prof = config.get_profile("smoke").replace(field_size=128, max_epochs=1, steps_per_epoch=1,
                                                n_replicates=1)
-    run = runs.fit(prof, "paper", 0, ("fl", "nuc"), cache_dir=None)
+    run = model_cache.fit(prof, "paper", 0, ("fl", "nuc"), cache_dir=None)
     scores = {k: v for k, v in run.scores.items()
               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcutter_nb.runner import discover, run_notebook
+from cellcutter_nb.experiments.reproduce import discover, run_notebook
 
 NOTEBOOKS = discover()
 #: Tables each notebook must write (smoke profile) and their columns holding IoUs/rates.

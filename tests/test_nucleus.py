@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cellcutter_nb import config, nucleus, synthetic_markers
-from cellcutter_nb.nucleus import (
+from cellcutter_nb import config
+from cellcutter_nb.core import nucleus
+from cellcutter_nb.core.nucleus import (
     Fold,
     calibrate_threshold,
     cv_folds,
@@ -15,13 +16,14 @@ from cellcutter_nb.nucleus import (
     predict_tiled,
     train_nucleus_model,
 )
+from cellcutter_nb.experiments import predicted_markers
 
 SMOKE = config.get_profile("smoke")
 
 
 @pytest.fixture(scope="module")
 def tiny_unet():
-    from cellcutter_nb.model import build_unet
+    from cellcutter_nb.core.model import build_unet
 
     return build_unet(1, width=4, depth=2, patch_size=None, seed=3)
 
@@ -131,7 +133,7 @@ def test_fold_and_folds_reject_leaks():
 
 
 def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_path):
-    from cellcutter_nb.runs import replicate
+    from cellcutter_nb.experiments.model_cache import replicate
 
     prof = SMOKE.replace(field_size=160, n_replicates=3, nucleus_max_steps=2, nucleus_crop=32)
     pre = config.get_preset("paper")
@@ -143,9 +145,9 @@ def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_pa
         seen.extend(images)
         return real_train(images, targets, *args, **kwargs)
 
-    monkeypatch.setattr(synthetic_markers, "train_nucleus_model", spy)
+    monkeypatch.setattr(predicted_markers, "train_nucleus_model", spy)
     fold = cv_folds(3)[1]
-    prob, meta = synthetic_markers.nucleus_fold(prof, pre, "fl", fold, cache_dir=tmp_path)
+    prob, meta = predicted_markers.nucleus_fold(prof, pre, "fl", fold, cache_dir=tmp_path)
     assert len(seen) == 2 and not any(np.array_equal(x, inputs[1]) for x in seen)
     assert all(any(np.array_equal(x, inputs[i]) for x in seen) for i in fold.train)
     assert prob.shape == (160, 160) and meta["stopped"] == "max_steps" and meta["test"] == 1
@@ -154,8 +156,8 @@ def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_pa
     def fail(*args, **kwargs):
         raise AssertionError("a cached fold must not train again")
 
-    monkeypatch.setattr(synthetic_markers, "train_nucleus_model", fail)
-    again, meta2 = synthetic_markers.nucleus_fold(prof, pre, "fl", fold, cache_dir=tmp_path)
+    monkeypatch.setattr(predicted_markers, "train_nucleus_model", fail)
+    again, meta2 = predicted_markers.nucleus_fold(prof, pre, "fl", fold, cache_dir=tmp_path)
     np.testing.assert_array_equal(again, prob)
     assert meta2["thresholds"] == meta["thresholds"] and len(meta2["history"]) == 2
 
@@ -163,7 +165,7 @@ def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_pa
 def test_experiment_tables_in_range():
     prof = SMOKE.replace(field_size=128, n_replicates=2, nucleus_max_steps=3, nucleus_crop=32,
                          max_epochs=1, steps_per_epoch=1)
-    res = synthetic_markers.synthetic_marker_experiment(prof, "paper", cache_dir=None, segment=[0],
+    res = predicted_markers.synthetic_marker_experiment(prof, "paper", cache_dir=None, segment=[0],
                                               modalities=("fl",))
     r = res.rates
     assert set(r["modality"]) == {"FL"} and set(r["method"]) == {"dog", "doh"}
@@ -177,4 +179,4 @@ def test_experiment_tables_in_range():
     with pytest.raises(ValueError, match="No fold"):
         res.fold("bf", 0)
     with pytest.raises(ValueError, match="modalities"):
-        synthetic_markers.synthetic_marker_experiment(prof, modalities=("nuc",))
+        predicted_markers.synthetic_marker_experiment(prof, modalities=("nuc",))

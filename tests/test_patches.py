@@ -1,4 +1,4 @@
-"""Tests of cellcutter_nb.patches: geometry, normalisation, border handling, area batches."""
+"""Tests of cellcutter_nb.core.patches: geometry, normalisation, border handling, area batches."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
-from cellcutter_nb.batches import area_batches
-from cellcutter_nb.field import Field
-from cellcutter_nb.patches import (
+from cellcutter_nb.core.batches import area_batches
+from cellcutter_nb.core.patches import (
     centre_pixels,
     cut_patches,
     extract_patches,
@@ -16,6 +15,7 @@ from cellcutter_nb.patches import (
     patch_inside,
     position_disks,
 )
+from cellcutter_nb.data.field import Field
 
 K = 16
 

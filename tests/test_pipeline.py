@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
-from cellcutter_nb.field import Field
-from cellcutter_nb.pipeline import find_markers, foreground_mask, segment
-from cellcutter_nb.synth import make_field
+from cellcutter_nb.app.pipeline import find_markers, foreground_mask, segment
+from cellcutter_nb.data.field import Field
+from cellcutter_nb.data.synth import make_field
 
 TINY = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1, unet_width=4,
                                            unet_depth=2)

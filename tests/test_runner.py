@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from cellcutter_nb import runner
+from cellcutter_nb.experiments import reproduce
 
 
 def _nb(path, source):
@@ -18,19 +18,19 @@ def _nb(path, source):
 
 
 def test_select_by_number_and_unknown():
-    nbs = runner.discover()
-    assert runner.select(nbs, ["01"])[0].name == "01_data.ipynb"
-    assert runner.select(nbs, None) == nbs
+    nbs = reproduce.discover()
+    assert reproduce.select(nbs, ["01"])[0].name == "01_data.ipynb"
+    assert reproduce.select(nbs, None) == nbs
     with pytest.raises(ValueError, match="matches no notebook"):
-        runner.select(nbs, ["99"])
+        reproduce.select(nbs, ["99"])
 
 
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
     _nb(tmp_path / "notebooks" / "02_bad.ipynb", "raise RuntimeError('boom')")
-    with pytest.raises(runner.NotebookFailed, match=r"02_bad.ipynb failed in cell \d.*boom"):
-        runner.reproduce("smoke", root=tmp_path)
+    with pytest.raises(reproduce.NotebookFailed, match=r"02_bad.ipynb failed in cell \d.*boom"):
+        reproduce.reproduce("smoke", root=tmp_path)
     kept = tmp_path / "results" / "smoke" / "notebooks" / "02_bad.ipynb"
     assert kept.exists()
 
@@ -39,45 +39,45 @@ def test_report_and_manifest_written(tmp_path):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
     _nb(tmp_path / "notebooks" / "02_ok.ipynb", "y = 3")
-    report = runner.reproduce("smoke", root=tmp_path)
+    report = reproduce.reproduce("smoke", root=tmp_path)
     text = report.read_text()
     assert "01_ok" in text and "02_ok" in text and "seed: 0" in text and "keras" in text
-    runner.reproduce("smoke", only=["02"], root=tmp_path)  # earlier timings are kept
+    reproduce.reproduce("smoke", only=["02"], root=tmp_path)  # earlier timings are kept
     assert "01_ok" in report.read_text()
     assert (tmp_path / "results" / "smoke" / "figures" / "MANIFEST.md").exists()
 
 
 def test_cli_list_and_bad_profile(capsys):
-    assert runner.main(["reproduce", "--list"]) == 0
+    assert reproduce.main(["reproduce", "--list"]) == 0
     assert "01_data" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        runner.main(["reproduce", "--profile", "huge"])
+        reproduce.main(["reproduce", "--profile", "huge"])
 
 
 def test_rerun_skips_unchanged_notebooks_and_reruns_changed(tmp_path, capsys):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_a.ipynb", "y = 2")
     _nb(tmp_path / "notebooks" / "02_b.ipynb", "y = 3")
-    runner.reproduce("smoke", root=tmp_path)
+    reproduce.reproduce("smoke", root=tmp_path)
     capsys.readouterr()
     _nb(tmp_path / "notebooks" / "02_b.ipynb", "y = 4")  # only 02 changed
-    report = runner.reproduce("smoke", root=tmp_path)
+    report = reproduce.reproduce("smoke", root=tmp_path)
     out = capsys.readouterr().out
     assert "01_a.ipynb: inputs unchanged, not rerun" in out
     assert "02_b.ipynb done" in out
     assert "inputs unchanged, not rerun" in report.read_text()
-    runner.reproduce("smoke", root=tmp_path, force=True)
+    reproduce.reproduce("smoke", root=tmp_path, force=True)
     assert "01_a.ipynb done" in capsys.readouterr().out
     # an interrupted run (executed copy lost) is rerun
     (tmp_path / "results" / "smoke" / "notebooks" / "01_a.ipynb").unlink()
-    runner.reproduce("smoke", root=tmp_path)
+    reproduce.reproduce("smoke", root=tmp_path)
     assert "01_a.ipynb done" in capsys.readouterr().out
 
 
 def test_git_commit_ignores_the_runners_own_outputs(tmp_path):
     import subprocess
 
-    from cellcutter_nb.runner import git_commit
+    from cellcutter_nb.experiments.reproduce import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

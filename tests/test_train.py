@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 
 from cellcutter_nb import config
-from cellcutter_nb.batches import area_batches, transform_batch
-from cellcutter_nb.field import Field
-from cellcutter_nb.loss import cutter_loss
-from cellcutter_nb.model import build_unet
-from cellcutter_nb.patches import extract_patches
-from cellcutter_nb.supervised import train_supervised
-from cellcutter_nb.synth import make_field
-from cellcutter_nb.train import (
+from cellcutter_nb.core.batches import area_batches, transform_batch
+from cellcutter_nb.core.loss import cutter_loss
+from cellcutter_nb.core.model import build_unet
+from cellcutter_nb.core.patches import extract_patches
+from cellcutter_nb.core.supervised import train_supervised
+from cellcutter_nb.core.train import (
     _stable,
     patch_targets,
     recalibrate_batchnorm,
     train,
 )
+from cellcutter_nb.data.field import Field
+from cellcutter_nb.data.synth import make_field
 
 TINY = config.get_profile("smoke").replace(max_epochs=2, steps_per_epoch=1, unet_width=4,
                                            unet_depth=2, max_patches_per_area=64)
@@ -143,12 +143,12 @@ def test_stale_checkpoint_folder_does_not_skip_the_warm_start(small_field, tmp_p
                                                                monkeypatch):
     # a checkpoint of another run (different key) is ignored: training starts afresh, and
     # a fresh start includes the warm start
-    import cellcutter_nb.supervised
+    import cellcutter_nb.core.supervised
 
     one = TINY.replace(max_epochs=1)
     train(small_field, ("fl",), "paper", one, checkpoint_dir=tmp_path, progress=False)
     calls = []
-    monkeypatch.setattr(cellcutter_nb.supervised, "warm_start",
+    monkeypatch.setattr(cellcutter_nb.core.supervised, "warm_start",
                         lambda *args, **kwargs: calls.append(args[3]))
     fresh = train(small_field, ("fl",), "paper", one, mask=small_field.mask,
                   warm_start_epochs=2, checkpoint_dir=tmp_path, progress=False)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcutter_nb import widgets
-from cellcutter_nb.widgets import RANGES, TABLE1_CHANNELS, ExploreParams, check_params, explore
+from cellcutter_nb.app import widgets
+from cellcutter_nb.app.widgets import RANGES, TABLE1_CHANNELS, ExploreParams, check_params, explore
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +69,12 @@ def test_explore_is_bounded_by_the_budget(result):
     ({"learning_rate": 0.1}, "learning_rate"),
 ])
 def test_bad_settings_raise_value_error_before_training(changes, words, monkeypatch):
-    import cellcutter_nb.train
+    import cellcutter_nb.core.train
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained despite invalid settings")
 
-    monkeypatch.setattr(cellcutter_nb.train, "train", no_training)
+    monkeypatch.setattr(cellcutter_nb.core.train, "train", no_training)
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         explore(**changes)
 

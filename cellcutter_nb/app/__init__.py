@@ -1,0 +1,8 @@
+"""What a user touches (layer 5, the top).
+
+* :mod:`~cellcutter_nb.app.pipeline` — ``segment()``: markers → mask → training → labels;
+* :mod:`~cellcutter_nb.app.cli` — ``python -m cellcutter_nb`` (``segment``, ``reproduce``);
+* :mod:`~cellcutter_nb.app.outputs` — label TIFF, overlay PNG, per-cell CSV;
+* :mod:`~cellcutter_nb.app.widgets` — the explorer of notebook 10;
+* :mod:`~cellcutter_nb.app.figures` — the house style of every figure.
+"""

@@ -1,0 +1,119 @@
+"""The whole method in one call: markers → mask → unsupervised training → label image.
+
+Examples
+--------
+>>> from cellcutter_nb.data import synth
+>>> from cellcutter_nb import config
+>>> from cellcutter_nb.app.pipeline import segment
+>>> field = synth.make_field(seed=0, shape=160)
+>>> prof = config.get_profile("smoke").replace(max_epochs=1, steps_per_epoch=1)
+>>> labels, model, history = segment(field, ("fl", "nuc"), "paper", prof, progress=False)
+>>> bool(labels.shape == field.shape and labels.max() <= len(history.attrs["markers"]))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Preset, Profile, get_preset
+from ..data.field import Field, check_markers
+
+
+def find_markers(field: Field) -> np.ndarray:
+    """Markers as the paper makes them: nuclei segmented on ``nuc``, their centroids.
+
+    Raises
+    ------
+    ValueError
+        If the field has no nucleus channel (pass markers yourself, e.g. from blob
+        detection on a synthetic nucleus image).
+    """
+    from ..prep.markers import markers_from_labels, nuclei_from_image
+
+    if "nuc" not in field.channels:
+        raise ValueError("The field has no 'nuc' channel to find markers on; pass "
+                         "markers=(N, 2) array of (row, col) instead.")
+    return markers_from_labels(nuclei_from_image(field["nuc"], pixel_size=field.pixel_size))
+
+
+def foreground_mask(field: Field, scribbles: np.ndarray | None = None,
+                    preset: str | Preset = "paper") -> np.ndarray:
+    """The mask M of Eq. 1: graph cut of ``fl`` or, for bright-field, scribbles → forest → cut.
+
+    Raises
+    ------
+    ValueError
+        Bright-field only and no scribbles: the grey level cannot separate cells there.
+    """
+    from ..prep.mask import graph_cut, pixel_classifier_mask
+
+    p = get_preset(preset)
+    if "fl" in field.channels:
+        return graph_cut(field["fl"], neighbourhood=p.graph_cut_neighbourhood,
+                         pairwise=p.graph_cut_pairwise)
+    if "bf" in field.channels and scribbles is not None:
+        return pixel_classifier_mask(field["bf"], scribbles)
+    raise ValueError("No fluorescence channel for a graph-cut mask: give bright-field "
+                     "scribbles (1 = cell, 2 = background), a mask array, or mask=None to "
+                     "train without a mask.")
+
+
+def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
+            preset: str | Preset = "paper", profile: str | Profile = "quick", *,
+            markers: np.ndarray | None = None, mask: Any = "auto",
+            scribbles: np.ndarray | None = None, seed: int = 0,
+            progress: bool | None = None, **train_kwargs: Any):
+    """Segment a field without any annotation, as in Din & Yu (2021).
+
+    Parameters
+    ----------
+    field : Field
+        The images (ground truth, if any, is used only to score training epochs).
+    channels : sequence of str
+        Channels the network sees (plus the position disk).
+    preset, profile : str or object
+        Method constants and run size (see :mod:`cellcutter_nb.config`).
+    markers : ndarray (N, 2), optional
+        One (row, col) per cell; default: nuclei found on ``nuc`` (:func:`find_markers`).
+    mask : "auto", ndarray or None
+        ``"auto"``: :func:`foreground_mask`; an array: used as is; ``None``: train
+        without the mask (β = 0).
+    scribbles : ndarray, optional
+        Bright-field scribbles for the ``"auto"`` mask when there is no ``fl``.
+    seed : int
+        Seeds everything.
+    progress : bool, optional
+        Progress bar (default on, off under the runner).
+    **train_kwargs
+        Passed to :func:`cellcutter_nb.core.train.train` (``max_seconds``, ``tol``, ...).
+
+    Returns
+    -------
+    labels : ndarray (H, W) uint32
+        Label k belongs to marker k - 1; 0 is background.
+    model : keras.Model
+        The trained UNet.
+    history : pandas.DataFrame
+        One row per epoch; ``history.attrs`` holds ``markers``, ``mask``, ``stopped``,
+        ``seconds`` and ``patches_per_second``.
+    """
+    from ..core.integrate import predict_field
+    from ..core.train import train
+
+    markers = find_markers(field) if markers is None else check_markers(markers, field.shape)
+    if isinstance(mask, str):
+        if mask != "auto":
+            raise ValueError(f"mask must be 'auto', an array or None, got {mask!r}.")
+        mask = foreground_mask(field, scribbles, preset)
+    result = train(field, channels, preset, profile, mask=mask, markers=markers, seed=seed,
+                   progress=progress, **train_kwargs)
+    labels = predict_field(result.model, field, channels, preset, markers=markers)
+    history = pd.DataFrame(result.history)
+    history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,
+                         seconds=result.seconds, patches_per_second=result.patches_per_second)
+    return labels, result.model, history

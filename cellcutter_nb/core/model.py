@@ -1,0 +1,127 @@
+"""The segmentation UNet of the paper (Fig. S1), as the authors' released code builds it.
+
+Per level: two 3×3 convolutions with ReLU (``he_normal`` initialisation, 'same'
+padding) followed by BatchNormalization. The encoder has ``depth`` 2×2 max-poolings;
+filters are ``width · min(2**level, 8)`` — 32-64-128-256-256 at width 32, depth 4.
+The decoder mirrors the encoder: nearest-neighbour 2× upsampling, concatenation with
+the skip connection of the same level, two convolutions + BN with that level's
+filters. A final 1×1 convolution gives one *logit* channel (apply a sigmoid for the
+probability y of Eq. 1). Keras 3 functional API only, so the model runs under the
+TensorFlow and the JAX backends.
+
+(The released ``UNet4`` class overwrites two of its own blocks by a naming slip; we
+build the network it was evidently meant to be, which has ≈4.9 M parameters for two
+input channels — 4,901,601 exactly.)
+
+BatchNorm note: inference must run with ``training=False`` (moving statistics). After
+short training the moving averages can lag behind the weights and predictions may
+look worse than the training loss suggests; this is a property of BatchNorm, not a bug.
+
+Examples
+--------
+>>> from cellcutter_nb.core.model import build_unet
+>>> m = build_unet(2, width=4, depth=2, patch_size=16)
+>>> m.output_shape
+(None, 16, 16, 1)
+"""
+
+from __future__ import annotations
+
+from ..backend import keras  # quiet Keras import (TensorFlow logs); never at package import
+
+layers = keras.layers
+
+__all__ = ["build_unet", "level_filters"]
+
+#: Cap on the growth of the filter count: the deepest levels keep 8·width filters.
+MAX_WIDTH_FACTOR = 8
+
+
+def level_filters(width: int, depth: int) -> list[int]:
+    """Filters of encoder levels 0..depth: ``width · min(2**level, 8)``.
+
+    Examples
+    --------
+    >>> level_filters(32, 4)
+    [32, 64, 128, 256, 256]
+    >>> level_filters(8, 2)
+    [8, 16, 32]
+    """
+    return [width * min(2**level, MAX_WIDTH_FACTOR) for level in range(depth + 1)]
+
+
+def _init(seed: int | None, index: int) -> keras.initializers.Initializer:
+    """He-normal initialiser with its own seed per layer (None: Keras' global seed)."""
+    return keras.initializers.HeNormal(seed=None if seed is None else seed * 1000 + index)
+
+
+def _block(x: keras.KerasTensor, filters: int, name: str, seed: int | None,
+           index: int) -> keras.KerasTensor:
+    """Two 3×3 conv + ReLU, then BatchNorm (as in the released code)."""
+    for i, tag in enumerate(("a", "b")):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                          kernel_initializer=_init(seed, 2 * index + i),
+                          name=f"{name}_conv_{tag}")(x)
+    return layers.BatchNormalization(name=f"{name}_bn")(x)
+
+
+def build_unet(n_channels: int, width: int = 32, depth: int = 4,
+               patch_size: int | None = 64, name: str = "unet",
+               seed: int | None = None) -> keras.Model:
+    """Build the UNet of Fig. S1 (Keras 3 functional model).
+
+    Parameters
+    ----------
+    n_channels : int
+        Input channels (image channels + 1 position channel).
+    width : int
+        Filters of the first level (32 in the paper).
+    depth : int
+        Number of 2×2 poolings (4 in the paper).
+    patch_size : int or None
+        Input side k; must be divisible by ``2**depth``. ``None`` builds a model with
+        free spatial size (any multiple of ``2**depth``), e.g. for whole images.
+    name : str
+        Model name.
+    seed : int, optional
+        Seeds every layer's initialiser, so the same seed gives the same weights in any
+        process and after any number of earlier models (None: Keras' global seed).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(B, k, k, n_channels)`` float32, output ``(B, k, k, 1)`` logits.
+
+    Raises
+    ------
+    ValueError
+        Non-positive sizes or a patch size not divisible by ``2**depth``.
+
+    Examples
+    --------
+    >>> m = build_unet(2, width=32, depth=4)
+    >>> m.count_params()
+    4901601
+    """
+    if n_channels < 1 or width < 1 or depth < 0:
+        raise ValueError(f"Need n_channels >= 1, width >= 1 and depth >= 0, got "
+                         f"{n_channels}, {width}, {depth}.")
+    if patch_size is not None and (patch_size < 1 or patch_size % 2**depth):
+        raise ValueError(f"patch_size={patch_size} must be a positive multiple of "
+                         f"2**depth={2**depth}; change the patch size or the depth.")
+    filters = level_filters(width, depth)
+    inputs = keras.Input((patch_size, patch_size, n_channels), name="patches")
+    x = inputs
+    skips = []
+    for level, f in enumerate(filters):
+        if level:
+            x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+        x = _block(x, f, f"enc{level}", seed, level)
+        skips.append(x)
+    for level in range(depth - 1, -1, -1):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = _block(x, filters[level], f"dec{level}", seed, depth + 1 + level)
+    logits = layers.Conv2D(1, 1, kernel_initializer=_init(seed, 4 * depth + 4),
+                           name="logits")(x)
+    return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,270 @@
+"""Patches around markers: one k×k patch per cell, with its position channel.
+
+Every marker gets one k×k patch (k = ``preset.patch_size``, 64 in the paper) cut from
+the chosen channels, each channel z-scored over the whole image (as the authors' code
+normalises), plus a *position channel*: a Gaussian disk (σ = ``preset.position_sigma``)
+centred on the marker. Training groups the patches by areas of the field, one area per
+batch (:mod:`cellcutter_nb.core.batches`).
+
+Geometry (all coordinates are (row, col) in pixels)
+---------------------------------------------------
+* centre pixel ``c = floor(marker + 0.5)`` (round half up); patch origin (top-left)
+  ``o = c - k//2``; the centre pixel sits at patch index ``(k//2, k//2)``, i.e. at
+  (32, 32) of a 64-px patch, just below-right of the geometric patch centre (31.5).
+* the position disk is centred at the marker's sub-pixel position, patch coordinates
+  ``marker - o`` (within ±0.5 px of ``(k//2, k//2)``), value ``exp(-r² / 2σ²)``
+  (peak 1), so it is (almost) the same image in every patch.
+* pixels of a patch outside the image are zero in every channel *after* normalisation
+  (zero = the channel mean); ``drop_border_patches=True`` (the released code) drops
+  such markers instead, which leaves edge cells unsegmented.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cellcutter_nb.data.field import Field
+>>> from cellcutter_nb import config
+>>> rng = np.random.default_rng(0)
+>>> f = Field({"fl": rng.random((96, 96))}, markers=[[10.2, 40.0], [70.0, 50.6]])
+>>> preset = config.get_preset("paper").replace(patch_size=16, area_size=64)
+>>> ps = extract_patches(f, ("fl",), preset)
+>>> ps.patches.shape, ps.origins.tolist()
+((2, 16, 16, 2), [[2, 32], [62, 43]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import CHANNELS, Preset, get_preset
+from ..data.field import Field, check_markers
+
+__all__ = [
+    "PatchSet",
+    "normalise_channels",
+    "centre_pixels",
+    "position_disks",
+    "patch_inside",
+    "cut_patches",
+    "extract_patches",
+]
+
+
+@dataclass
+class PatchSet:
+    """All patches of one field, one per (kept) marker.
+
+    Attributes
+    ----------
+    patches : ndarray, shape (N, k, k, C + 1), float32
+        Normalised image channels in the order of ``channels``, then the position disk.
+    origins : ndarray, shape (N, 2), int32
+        Patch top-left corners in image coordinates (may be negative near the border).
+    marker_indices : ndarray, shape (N,), int32
+        Row of each patch's marker in the marker array (label ``k`` ↔ marker ``k-1``).
+    channels : tuple of str
+        Image channels used (the position channel is always appended last).
+    image_shape : tuple of int
+        (H, W) of the field.
+    """
+
+    patches: np.ndarray
+    origins: np.ndarray
+    marker_indices: np.ndarray
+    channels: tuple[str, ...]
+    image_shape: tuple[int, int]
+
+    @property
+    def patch_size(self) -> int:
+        """Side k of the patches."""
+        return int(self.patches.shape[1])
+
+    @property
+    def centres(self) -> np.ndarray:
+        """Centre pixels ``origins + k//2``, shape (N, 2), int32."""
+        return (self.origins + self.patch_size // 2).astype(np.int32)
+
+    def __len__(self) -> int:
+        return int(self.patches.shape[0])
+
+
+def normalise_channels(field: Field, channels: Sequence[str]) -> np.ndarray:
+    """Stack the chosen channels, each z-scored over the whole image.
+
+    Parameters
+    ----------
+    field : Field
+        The field.
+    channels : sequence of str
+        Non-empty subset of ``("fl", "bf", "nuc")``, in the order wanted.
+
+    Returns
+    -------
+    ndarray, shape (H, W, C), float32
+        ``(x - mean) / std`` per channel (a constant channel becomes all zeros).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = Field({"fl": np.arange(16.0).reshape(4, 4)})
+    >>> z = normalise_channels(f, ["fl"])
+    >>> z.shape, bool(abs(z.mean()) < 1e-6), bool(abs(z.std() - 1) < 1e-6)
+    ((4, 4, 1), True, True)
+    """
+    channels = _check_channels(field, channels)
+    out = np.empty((*field.shape, len(channels)), np.float32)
+    for i, name in enumerate(channels):
+        img = field[name].astype(np.float64)
+        std = img.std()
+        out[..., i] = (img - img.mean()) / (std if std > 0 else 1.0)
+    return out
+
+
+def centre_pixels(markers: np.ndarray) -> np.ndarray:
+    """Centre pixel of each marker, ``floor(marker + 0.5)`` as int32 (round half up).
+
+    Examples
+    --------
+    >>> centre_pixels(np.array([[1.5, 2.49], [0.0, 3.7]])).tolist()
+    [[2, 2], [0, 4]]
+    """
+    return np.floor(np.asarray(markers, np.float64) + 0.5).astype(np.int32)
+
+
+def position_disks(markers: np.ndarray, patch_size: int, sigma: float) -> np.ndarray:
+    """Gaussian disks ``exp(-r² / 2σ²)`` centred on each marker's sub-pixel position.
+
+    The disk of marker ``m`` is centred at ``m - origin`` with ``origin =
+    floor(m + 0.5) - k//2``; ``sigma`` is σ in px (15 in the paper). Returns an
+    (N, k, k) float32 array.
+
+    Examples
+    --------
+    >>> d = position_disks(np.array([[5.0, 5.0]]), 8, 2.0)
+    >>> d.shape, float(d[0, 4, 4]), bool(d[0, 4, 6] < d[0, 4, 5] < 1)
+    ((1, 8, 8), 1.0, True)
+    """
+    m = np.asarray(markers, np.float64).reshape(-1, 2)
+    rel = m - (centre_pixels(m) - patch_size // 2)  # (N, 2), within ±0.5 of k//2
+    grid = np.arange(patch_size, dtype=np.float64)
+    g0 = np.exp(-((grid[None, :] - rel[:, :1]) ** 2) / (2 * sigma**2))
+    g1 = np.exp(-((grid[None, :] - rel[:, 1:]) ** 2) / (2 * sigma**2))
+    return (g0[:, :, None] * g1[:, None, :]).astype(np.float32)
+
+
+def patch_inside(markers: np.ndarray, shape: tuple[int, int], patch_size: int) -> np.ndarray:
+    """True for markers whose k×k patch lies entirely inside an image of ``shape``.
+
+    Examples
+    --------
+    >>> patch_inside(np.array([[3.0, 10.0], [4.0, 10.0], [16.4, 10.0]]), (20, 20), 8).tolist()
+    [False, True, True]
+    """
+    o = centre_pixels(markers).reshape(-1, 2) - patch_size // 2
+    return (o >= 0).all(axis=1) & (o + patch_size <= np.asarray(shape)).all(axis=1)
+
+
+def cut_patches(image: np.ndarray, markers: np.ndarray, patch_size: int,
+                sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut k×k patches of a normalised (H, W, C) stack and append the position disk.
+
+    ``image`` is the (H, W, C) output of :func:`normalise_channels`, ``markers`` an
+    (N, 2) array inside it, ``patch_size`` the even side k and ``sigma`` σ of the disk.
+
+    Returns
+    -------
+    patches : ndarray, shape (N, k, k, C + 1), float32
+        Zero where a patch leaves the image.
+    origins : ndarray, shape (N, 2), int32
+        Top-left corners in image coordinates.
+
+    Examples
+    --------
+    >>> img = np.ones((10, 10, 1), np.float32)
+    >>> p, o = cut_patches(img, np.array([[0.0, 9.0]]), 4, 2.0)
+    >>> o.tolist(), p[0, :, :, 0].astype(int).tolist()
+    ([[-2, 7]], [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0]])
+    """
+    k = int(patch_size)
+    half = k // 2
+    markers = np.asarray(markers, np.float64).reshape(-1, 2)
+    origins = centre_pixels(markers) - half
+    padded = np.pad(image, ((half, half), (half, half), (0, 0)))
+    rows = origins[:, 0, None] + half + np.arange(k)  # (N, k) indices into padded
+    cols = origins[:, 1, None] + half + np.arange(k)
+    data = padded[rows[:, :, None], cols[:, None, :]]  # (N, k, k, C)
+    disks = position_disks(markers, k, sigma)[..., None]
+    return np.concatenate([data, disks], axis=-1).astype(np.float32), origins
+
+
+def extract_patches(field: Field, channels: Sequence[str], preset: str | Preset = "paper",
+                    markers: np.ndarray | None = None,
+                    drop_border: bool | None = None) -> PatchSet:
+    """Patches of the chosen channels (+ position disk) around every marker.
+
+    Parameters
+    ----------
+    field : Field
+        The field; its channels are z-scored over the whole image.
+    channels : sequence of str
+        Image channels to use, e.g. ``("fl",)`` or ``("fl", "nuc")``.
+    preset : str or Preset
+        Supplies ``patch_size``, ``position_sigma`` and ``drop_border_patches``.
+    markers : ndarray, shape (N, 2), optional
+        Markers (row, col); default ``field.markers``.
+    drop_border : bool, optional
+        Override ``preset.drop_border_patches``: drop markers whose patch leaves the
+        image (released code) instead of zero-padding them (default: keep).
+
+    Returns
+    -------
+    PatchSet
+        ``marker_indices`` says which markers were kept.
+
+    Raises
+    ------
+    ValueError
+        No markers, unknown channels.
+
+    Examples
+    --------
+    >>> f = Field({"fl": np.ones((40, 40))}, markers=[[2.0, 20.0], [20.0, 20.0]])
+    >>> p = get_preset("original_code").replace(patch_size=16)
+    >>> extract_patches(f, ["fl"], p).marker_indices.tolist()
+    [1]
+    >>> extract_patches(f, ["fl"], p, drop_border=False).marker_indices.tolist()
+    [0, 1]
+    """
+    preset = get_preset(preset)
+    channels = _check_channels(field, channels)
+    if markers is None:
+        if field.markers is None:
+            raise ValueError("The field has no markers; pass markers=... (N, 2) or compute "
+                             "them with cellcutter_nb.prep.markers first.")
+        markers = field.markers
+    markers = check_markers(markers, field.shape)
+    drop = preset.drop_border_patches if drop_border is None else bool(drop_border)
+    k = preset.patch_size
+    index = np.arange(len(markers), dtype=np.int32)
+    if drop:
+        index = index[patch_inside(markers, field.shape, k)]
+    image = normalise_channels(field, channels)
+    patches, origins = cut_patches(image, markers[index], k, preset.position_sigma)
+    return PatchSet(patches, origins.astype(np.int32), index, channels, field.shape)
+
+
+def _check_channels(field: Field, channels: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(channels, str):
+        channels = (channels,)
+    channels = tuple(channels)
+    if not channels:
+        raise ValueError(f"Choose at least one image channel from {list(CHANNELS)}.")
+    missing = [c for c in channels if c not in field.channels]
+    if missing:
+        raise ValueError(f"Channel(s) {missing} are not in this field (it has "
+                         f"{list(field.channel_names)}); pick from those.")
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"Channels {channels} repeat a name; list each channel once.")
+    return channels

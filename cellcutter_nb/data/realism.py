@@ -1,0 +1,236 @@
+"""Statistics that say how realistic (and how hard) a field is.
+
+Used by the tests of the synthetic benchmark and shown as a table in notebook 01.
+Every statistic is computed from the rendered images and the ground truth only,
+so the same function also describes a real field that has ground truth.
+
+Examples
+--------
+>>> from cellcutter_nb.data.synth import make_field
+>>> from cellcutter_nb.data.realism import realism_stats
+>>> s = realism_stats(make_field(seed=0, shape=256))
+>>> 0.3 < s["confluence"] < 0.95
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+from skimage.filters import threshold_otsu
+
+from ..metrics import foreground_iou as iou
+from .field import Field
+
+
+def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(junction, periphery): cell pixels 4-adjacent to another cell / to background.
+
+    Examples
+    --------
+    >>> j, p = cell_boundaries(np.array([[1, 1, 2, 0]]))
+    >>> j.astype(int).tolist(), p.astype(int).tolist()
+    ([[0, 1, 1, 0]], [[0, 0, 1, 0]])
+    """
+    pad = np.pad(labels, 1, mode="edge")
+    centre = pad[1:-1, 1:-1]
+    junction = np.zeros(labels.shape, bool)
+    periphery = np.zeros(labels.shape, bool)
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        other = pad[dr:dr + labels.shape[0], dc:dc + labels.shape[1]]
+        junction |= (centre > 0) & (other > 0) & (other != centre)
+        periphery |= (centre > 0) & (other == 0)
+    return junction, periphery
+
+
+def _per_label(values: np.ndarray, labels: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``values`` over ``where`` pixels of each label 1..n (NaN if none)."""
+    lab = labels[where]
+    sums = np.bincount(lab, values[where], minlength=n + 1)[1:]
+    counts = np.bincount(lab, minlength=n + 1)[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def nearest_marker_partition(markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Label each foreground pixel by its nearest marker: the position-only partition."""
+    out = np.zeros(mask.shape, np.uint32)
+    if len(markers) == 0:
+        return out
+    pts = np.argwhere(mask)
+    out[mask] = cKDTree(markers).query(pts, workers=-1)[1] + 1
+    return out
+
+
+def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, float]:
+    """Measure the realism statistics of a field with ground truth.
+
+    Intensities are background-subtracted (median of the true background) before
+    ratios are taken, as a biologist would. Keys (all floats):
+
+    ``confluence``, ``n_cells``, ``cells_per_mm2``, ``diameter_p05_um``,
+    ``diameter_median_um``, ``diameter_p95_um``, ``frac_diameter_18_30``,
+    ``n_clumps``, ``largest_clump_cells``, ``isolated_cell_frac``, ``gap_pixel_frac``,
+    ``median_solidity``, ``nearest_marker_mismatch``, ``nucleus_length_min_um``,
+    ``nucleus_length_max_um``, ``nucleus_inside_frac``, ``nucleus_offset_um``,
+    ``nuclei_nearly_touching_frac``, ``junction_cyto_ratio``, ``periphery_cyto_ratio``,
+    ``nucleus_cyto_ratio``, ``lamella_cyto_ratio``, ``lamella_area_frac``,
+    ``cell_brightness_cv``, ``fl_snr``, ``illumination_ratio``, ``bf_mean_diff_bg_sd``,
+    ``bf_otsu_iou``, ``bf_texture_iou``, ``fl_otsu_iou``.
+
+    Parameters
+    ----------
+    field : Field
+        A field with ground-truth ``labels`` and ``nuclei``.
+    body : ndarray, optional
+        Cell labels without the lamellipodia; the periphery is measured at the edge
+        of the cell bodies. For a synthetic field it is regenerated from its seed;
+        otherwise the labels are used and the lamella statistics are NaN.
+    """
+    from skimage.measure import regionprops_table
+
+    if not field.has_ground_truth or field.nuclei is None:
+        raise ValueError("realism_stats needs a field with ground-truth labels and nuclei.")
+    if body is None and field.meta.get("generator") == "cellcutter_nb.synth":
+        from .synth import geometry_of
+
+        body = geometry_of(field).body
+    has_body = body is not None
+    body_lab = (field.labels if body is None else body).astype(np.int64)
+    lab = field.labels.astype(np.int64)
+    nuc = field.nuclei.astype(np.int64)
+    n = int(lab.max())
+    fg = lab > 0
+    px = field.pixel_size
+    s: dict[str, float] = {"confluence": float(fg.mean()), "n_cells": float(n)}
+    s["cells_per_mm2"] = n / (lab.size * (px / 1000) ** 2)
+
+    # cell size and shape, on cells that do not touch the image edge
+    edge = np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    props = pd.DataFrame(regionprops_table(lab, properties=("label", "area", "solidity")))
+    inner = props[~props["label"].isin(edge)]
+    diam = 2 * np.sqrt(inner["area"].to_numpy() / np.pi) * px
+    s["diameter_p05_um"], s["diameter_median_um"], s["diameter_p95_um"] = (
+        np.percentile(diam, [5, 50, 95]) if len(diam) else (np.nan,) * 3)
+    s["frac_diameter_18_30"] = float(np.mean((diam >= 18) & (diam <= 30))) if len(diam) else 0.0
+    s["median_solidity"] = float(inner["solidity"].median()) if len(inner) else np.nan
+
+    # clumps: connected components of the foreground
+    clumps, n_clumps = ndi.label(fg)
+    cell_clump = np.zeros(n + 1, np.int64)
+    cell_clump[lab[fg]] = clumps[fg]
+    per_clump = np.bincount(cell_clump[1:], minlength=n_clumps + 1)[1:]
+    s["n_clumps"] = float(n_clumps)
+    s["largest_clump_cells"] = float(per_clump.max()) if n_clumps else 0.0
+    s["isolated_cell_frac"] = float((per_clump == 1).sum() / max(n, 1))
+    s["n_mid_clumps"] = float(((per_clump >= 2) & (per_clump <= 20)).sum())
+    junction, periphery = cell_boundaries(lab)
+    # background pixels wedged between two different cells = gaps inside clumps
+    none = n + 1  # sentinel above every label
+    lo = ndi.minimum_filter(np.where(fg, lab, none), size=3)
+    hi = ndi.maximum_filter(lab, size=3)
+    gap = ~fg & (hi > 0) & (lo < none) & (lo != hi)
+    s["gap_pixel_frac"] = float(gap.sum() / max(junction.sum(), 1))
+    position_only = nearest_marker_partition(field.markers, fg)
+    s["nearest_marker_mismatch"] = float(np.mean(position_only[fg] != lab[fg]))
+
+    # nuclei
+    nprops = pd.DataFrame(regionprops_table(nuc, properties=(
+        "label", "major_axis_length", "centroid")))
+    full = nprops[~nprops["label"].isin(np.unique(np.r_[nuc[0], nuc[-1], nuc[:, 0], nuc[:, -1]]))]
+    s["nucleus_length_min_um"] = float(full["major_axis_length"].min() * px)
+    s["nucleus_length_max_um"] = float(full["major_axis_length"].max() * px)
+    s["nucleus_inside_frac"] = float(np.mean(lab[nuc > 0] == nuc[nuc > 0]))
+    cell_c = np.array(ndi.center_of_mass(fg, lab, np.arange(1, n + 1)))
+    off = np.hypot(*(cell_c - field.markers).T) * px
+    s["nucleus_offset_um"] = float(np.median(off[inner["label"].to_numpy() - 1]))
+    reach = 2 * int(round(3.0 / px)) + 1  # another nucleus within 3 µm
+    near_hi = ndi.maximum_filter(nuc, size=reach)
+    near_lo = ndi.minimum_filter(np.where(nuc > 0, nuc, none), size=reach)
+    touching = (nuc > 0) & (((near_hi != nuc) & (near_hi > 0)) | (near_lo != nuc))
+    s["nuclei_nearly_touching_frac"] = float(np.unique(nuc[touching]).size / max(n, 1))
+
+    # fluorescence
+    fl = field["fl"].astype(np.float64) - float(field.meta.get("camera_offset", 0.0))
+    bg_level = float(np.median(fl[~fg])) if (~fg).any() else 0.0
+    fl0 = fl - bg_level
+    dist_edge = ndi.distance_transform_edt(~(junction | periphery) & fg)
+    body = fg & ndi.binary_erosion(fg, iterations=1)
+    cyto = (dist_edge >= 4) & ~ndi.binary_dilation(nuc > 0, iterations=2) & body
+    cyto_mean = fl0[cyto].mean()
+    s["junction_cyto_ratio"] = float(fl0[junction].mean() / cyto_mean)
+    body_periphery = cell_boundaries(body_lab)[1]
+    s["periphery_cyto_ratio"] = float(fl0[body_periphery].mean() / cyto_mean)
+    lamella = fg & (body_lab == 0)
+    s["lamella_area_frac"] = float(lamella.sum() / fg.sum()) if has_body else np.nan
+    s["lamella_cyto_ratio"] = (float(fl0[lamella].mean() / cyto_mean)
+                               if has_body and lamella.any() else np.nan)
+    inner_nuc = ndi.binary_erosion(nuc > 0, iterations=2)
+    s["nucleus_cyto_ratio"] = float(fl0[inner_nuc].mean() / cyto_mean)
+    s["cell_brightness_cv"] = float(np.nanstd(b := _per_label(fl0, lab, cyto, n)) /
+                                    np.nanmean(b))
+    band = ndi.gaussian_filter(fl, 0.7) - ndi.gaussian_filter(fl, 2.5)
+    b = band[cyto] - band[cyto].mean()
+    s["fl_punctate_kurtosis"] = float((b ** 4).mean() / (b ** 2).mean() ** 2 - 3.0)
+    s["fl_snr"] = float(cyto_mean / fl[~fg].std()) if (~fg).any() else np.nan  # upper bound
+    blocks = _block_means(fl, ~fg, 4)
+    s["illumination_ratio"] = float(np.nanmax(blocks) / np.nanmin(blocks))
+    s["fl_otsu_iou"] = iou(fl > threshold_otsu(fl), fg)
+
+    # bright-field
+    bf = field["bf"].astype(np.float64)
+    flat = bf / ndi.gaussian_filter(bf, 50.0 / px)  # flat-field: divide out illumination
+    s["bf_mean_diff_bg_sd"] = float(abs(flat[fg].mean() - flat[~fg].mean()) / flat[~fg].std())
+    t = threshold_otsu(bf)
+    s["bf_otsu_iou"] = max(iou(bf > t, fg), iou(bf <= t, fg))
+    local_var = ndi.uniform_filter(bf ** 2, 7) - ndi.uniform_filter(bf, 7) ** 2
+    lv = np.log(np.clip(local_var, 1e-6, None))
+    s["bf_texture_iou"] = iou(lv > threshold_otsu(lv), fg)
+    d_out = ndi.distance_transform_edt(body_lab == 0)
+    d_in = ndi.distance_transform_edt(body_lab > 0)
+    ring_out = ~fg & (d_out >= 2) & (d_out <= 3)
+    ring_in = (d_in >= 1) & (d_in <= 3)
+    flat_sd = flat[~fg].std()
+    s["bf_edge_halo_bg_sd"] = float((flat[ring_out].mean() - flat[ring_in].mean()) / flat_sd)
+    nuc_rim = np.logical_or(*cell_boundaries(nuc))
+    s["bf_nucleus_outline_bg_sd"] = float((flat[nuc_rim].mean() - flat[inner_nuc].mean())
+                                          / flat_sd)
+    far = lamella & (ndi.distance_transform_edt(body_lab == 0) >= 3) if has_body else lamella
+    if far.any():  # texture of lamellipodia away from the bright body edge
+        var3 = ndi.uniform_filter(bf ** 2, 3) - ndi.uniform_filter(bf, 3) ** 2
+        bg_var = var3[~fg].mean()
+        s["lamella_bf_texture_ratio"] = float((var3[far].mean() - bg_var)
+                                              / (var3[body_lab > 0].mean() - bg_var))
+    else:
+        s["lamella_bf_texture_ratio"] = np.nan
+
+    # nucleus stain
+    nu = field["nuc"].astype(np.float64) if "nuc" in field.channels else None
+    if nu is not None:
+        per_nuc = _per_label(nu - np.median(nu[~fg]), nuc, inner_nuc, n)
+        s["nuc_intensity_cv"] = float(np.nanstd(per_nuc) / np.nanmean(per_nuc))
+    return s
+
+
+def _block_means(image: np.ndarray, where: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``image`` over ``where`` in a k×k grid of blocks."""
+    h, w = image.shape
+    rows = np.minimum(np.arange(h) * k // h, k - 1)
+    cols = np.minimum(np.arange(w) * k // w, k - 1)
+    block = (rows[:, None] * k + cols[None, :])[where]
+    sums = np.bincount(block, image[where], minlength=k * k)
+    counts = np.bincount(block, minlength=k * k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    means[counts < 50] = np.nan
+    return means
+
+
+def stats_table(stats: dict[str, float], targets: dict[str, str] | None = None) -> pd.DataFrame:
+    """The statistics as a two- or three-column table for display."""
+    df = pd.DataFrame({"statistic": list(stats), "value": list(stats.values())})
+    if targets:
+        df["target"] = df["statistic"].map(targets).fillna("")
+    return df

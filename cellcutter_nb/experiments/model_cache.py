@@ -1,0 +1,321 @@
+"""Cached training runs: one synthetic replicate, one channel set, with or without the mask.
+
+Every experiment of the paper (:mod:`cellcutter_nb.experiments.paper`) is a different view of
+the same few dozen trained models — Table 1's grid of 6 input combinations × {with,
+without mask} × replicates also gives Fig. 2's traces, the cross-modality agreement,
+the unseen-image test and the mask edge effect. :func:`fit` trains one of them once
+and caches it on disk under a key made of everything that shapes it (profile,
+preset, replicate, seed, channels, mask, markers, package cache version), so a second
+notebook, a rerun or an interrupted ``reproduce`` reuses it instead of retraining.
+
+A replicate is a synthetic field (:func:`cellcutter_nb.data.synth.make_field`, seed
+``1000 * seed + index``) playing one of the paper's three sample replicates, with its
+markers found on ``nuc`` (as the paper did), the graph-cut mask of ``fl`` and the
+scribble-classifier mask of ``bf`` (:func:`replicate`).
+
+Examples
+--------
+>>> from cellcutter_nb import config
+>>> from cellcutter_nb.experiments.model_cache import combo_name, fit
+>>> prof = config.get_profile("smoke").replace(field_size=128, max_epochs=1,
+...                                            steps_per_epoch=1)
+>>> run = fit(prof, "paper", 0, ("fl", "nuc"), cache_dir=None)
+>>> combo_name(run.channels), run.labels.shape, 0 <= run.scores["miou"] <= 1
+('FL+Nuc', (128, 128), True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Preset, Profile, config_hash, get_preset, get_profile
+from ..data.field import Field
+
+#: Bump when a change to training or scoring makes cached runs stale.
+CACHE_VERSION = 1
+#: The Profile fields that shape one segmentation run. The replicate count and the
+#: synthetic-nucleus settings do not, so changing them keeps the cached runs.
+RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
+                      "unet_depth", "max_patches_per_area", "train_area", "pad_multiple")
+#: Table 1's six input combinations, in the paper's column order.
+COMBINATIONS: tuple[tuple[str, ...], ...] = (
+    ("fl",), ("fl", "nuc"), ("bf",), ("bf", "nuc"), ("fl", "bf"), ("fl", "bf", "nuc"))
+_NAMES = {"fl": "FL", "bf": "BF", "nuc": "Nuc"}
+
+
+def combo_name(channels: Sequence[str]) -> str:
+    """Table 1's column name of a channel set, e.g. ``("fl", "nuc")`` → ``"FL+Nuc"``."""
+    return "+".join(_NAMES[c] for c in channels)
+
+
+def default_cache_dir(profile: str | Profile) -> Path:
+    """``results/<profile>/cache`` of the source checkout (the runner's layout), else
+    ``~/.cache/cellcutter_nb/<profile>`` for an installed package; ``CELLCUTTER_NB_CACHE``
+    overrides the root."""
+    name = get_profile(profile).name
+    if os.environ.get("CELLCUTTER_NB_CACHE"):
+        return Path(os.environ["CELLCUTTER_NB_CACHE"]) / name
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").exists():
+        return root / "results" / name / "cache"
+    return Path.home() / ".cache" / "cellcutter_nb" / name
+
+
+def field_seed(seed: int, index: int) -> int:
+    """Synthetic seed of replicate ``index`` for the experiment seed ``seed``."""
+    return 1000 * int(seed) + int(index)
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One synthetic replicate and what the method derives from it without labels.
+
+    Attributes
+    ----------
+    field : Field
+        Images and ground truth (used only to score).
+    nuclei : ndarray of int
+        Nuclei segmented on ``nuc`` (CellProfiler's recipe).
+    markers : ndarray (N, 2)
+        Their centroids: the markers of every run.
+    fl_mask, bf_mask : ndarray of bool
+        Graph cut of ``fl``; scribbles → pixel classifier → cut of ``bf``.
+    """
+
+    field: Field
+    nuclei: np.ndarray
+    markers: np.ndarray
+    fl_mask: np.ndarray
+    bf_mask: np.ndarray
+
+    def mask_for(self, channels: Sequence[str]) -> np.ndarray:
+        """The mask a user with these images would make: from ``fl`` when the network
+        sees it, else from ``bf`` scribbles (as the paper did with Ilastik)."""
+        return self.fl_mask if "fl" in channels else self.bf_mask
+
+
+def replicate(profile: str | Profile, preset: str | Preset, index: int,
+              seed: int = 0) -> Replicate:
+    """Field ``index`` of a profile with its markers and masks (memoised in-process).
+
+    Only the field size, the number of replicates and the preset's graph-cut settings
+    shape a replicate, so presets that differ in λ, β or the learning rate share one.
+
+    Examples
+    --------
+    >>> from cellcutter_nb import config
+    >>> r = replicate(config.get_profile("smoke").replace(field_size=128),
+    ...               config.get_preset("paper"), 0)
+    >>> r.field.shape, r.markers.shape[1], bool(r.fl_mask.any() and r.bf_mask.any())
+    ((128, 128), 2, True)
+    """
+    profile, preset = get_profile(profile), get_preset(preset)
+    if not 0 <= int(index) < profile.n_replicates:
+        raise ValueError(f"replicate index {index} is outside the profile's "
+                         f"{profile.n_replicates} replicates (0..{profile.n_replicates - 1}).")
+    return _replicate(profile.field_size, preset.graph_cut_neighbourhood,
+                      preset.graph_cut_pairwise, int(index), int(seed))
+
+
+@functools.lru_cache(maxsize=6)
+def _replicate(size: int, neighbourhood: int, pairwise: str, index: int,
+               seed: int) -> Replicate:
+    from ..data import synth
+    from ..prep.markers import markers_from_labels, nuclei_from_image
+    from ..prep.mask import graph_cut, pixel_classifier_mask, synthetic_scribbles
+
+    field = synth.make_field(seed=field_seed(seed, index), shape=size)
+    nuclei = nuclei_from_image(field["nuc"], pixel_size=field.pixel_size)
+    fl_mask = graph_cut(field["fl"], neighbourhood=neighbourhood, pairwise=pairwise)
+    bf_mask = pixel_classifier_mask(field["bf"], synthetic_scribbles(field, seed=seed))
+    return Replicate(field, nuclei, markers_from_labels(nuclei), fl_mask, bf_mask)
+
+
+@dataclass
+class Run:
+    """One trained model of a replicate, as cached on disk.
+
+    Attributes
+    ----------
+    key : str
+        Cache key (16 hex digits).
+    channels : tuple of str
+    with_mask : bool
+    index : int
+        Replicate index.
+    labels : ndarray (H, W) uint32
+        Integrated segmentation of the replicate (label k = marker k - 1).
+    history : DataFrame
+        Per-epoch training history (loss terms, mIOU, patches seen).
+    cells : DataFrame
+        Per ground-truth cell IoU (:func:`cellcutter_nb.metrics.per_cell_iou`).
+    scores : dict
+        ``miou``, ``std``, ``ap50``, ``f1``, ``n_cells``, ``stopped``, ``seconds``,
+        ``patches_per_second``, ``patches_seen``.
+    markers : ndarray (N, 2)
+    folder : Path or None
+        Where the model (``model.keras``) is stored; ``None`` when not cached.
+    """
+
+    key: str
+    channels: tuple[str, ...]
+    with_mask: bool
+    index: int
+    labels: np.ndarray
+    history: pd.DataFrame
+    cells: pd.DataFrame
+    scores: dict
+    markers: np.ndarray
+    folder: Path | None = None
+    _model: object = dc_field(default=None, repr=False)
+
+    def model(self):
+        """The trained UNet (loaded from the cache in Keras safe mode when needed)."""
+        if self._model is None:
+            if self.folder is None:
+                raise ValueError("This run kept no model; fit it again with a cache_dir.")
+            from ..app.outputs import load_model
+
+            self._model = load_model(self.folder / "model.keras")
+        return self._model
+
+
+def score(labels: np.ndarray, field: Field, markers: np.ndarray) -> tuple[dict, pd.DataFrame]:
+    """Per-cell IoU (matched through the markers), mIOU, and AP/F1 at IoU 0.5."""
+    from ..metrics import matching, per_cell_iou
+
+    cells = per_cell_iou(labels, field.labels, markers=markers).reset_index()
+    m = matching(labels, field.labels, thresholds=[0.5]).iloc[0]
+    iou = cells["iou"].to_numpy(np.float64)
+    return ({"miou": float(iou.mean()), "std": float(iou.std(ddof=1)) if iou.size > 1 else 0.0,
+             "ap50": float(m["ap"]), "f1": float(m["f1"]), "n_cells": int(iou.size)}, cells)
+
+
+def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str],
+            with_mask: bool, seed: int, markers: np.ndarray | None = None) -> str:
+    """Cache key of a run: the profile's :data:`RUN_PROFILE_FIELDS`, the whole preset, the
+    replicate, seed, channels and mask; markers other than the replicate's own enter by
+    content."""
+    extra = {"version": CACHE_VERSION, "replicate": int(index), "seed": int(seed),
+             "channels": list(channels), "mask": bool(with_mask)}
+    if markers is not None:
+        extra["markers"] = hashlib.sha256(
+            np.ascontiguousarray(markers, np.float64).tobytes()).hexdigest()[:16]
+    return config_hash(profile.subset(RUN_PROFILE_FIELDS), preset, extra)
+
+
+def fit(profile: str | Profile, preset: str | Preset, index: int,
+        channels: Sequence[str], *, with_mask: bool = True, seed: int = 0,
+        markers: np.ndarray | None = None, cache_dir: str | Path | None | bool = True,
+        refresh: bool = False) -> Run:
+    """Train (or load from the cache) the model of one replicate and channel set.
+
+    Parameters
+    ----------
+    profile, preset : str or object
+        Run size and method constants (:mod:`cellcutter_nb.config`).
+    index : int
+        Replicate index (0 .. ``profile.n_replicates - 1``).
+    channels : sequence of str
+        Channels the network sees.
+    with_mask : bool
+        Train with the mask M (β of the preset) or without (β = 0), as Table 1's rows.
+    seed : int
+        Seeds the replicate fields and the training.
+    markers : ndarray (N, 2), optional
+        Train and segment with these markers (e.g. synthetic-nucleus blobs) instead of
+        the replicate's nuclei; they enter the cache key by content.
+    cache_dir : path, True, None or False
+        ``True``: :func:`default_cache_dir`; a path: there; ``None``/``False``: no disk
+        cache (the model stays in memory).
+    refresh : bool
+        Retrain even when the cache holds this run.
+
+    Returns
+    -------
+    Run
+    """
+    from ..core.integrate import predict_field
+    from ..core.train import train
+
+    profile, preset = get_profile(profile), get_preset(preset)
+    channels = tuple(channels)
+    rep = replicate(profile, preset, int(index), int(seed))
+    key = run_key(profile, preset, index, channels, with_mask, seed, markers)
+    own = rep.markers if markers is None else np.asarray(markers, np.float64)
+    root = default_cache_dir(profile) if cache_dir is True else cache_dir or None
+    folder = Path(root) / "runs" / key if root else None
+    if folder is not None and (folder / "meta.json").exists() and not refresh:
+        return _load(folder, own)
+    result = train(rep.field, channels, preset, profile,
+                   mask=rep.mask_for(channels) if with_mask else None, markers=own,
+                   seed=seed)
+    labels = predict_field(result.model, rep.field, channels, preset, markers=own)
+    scores, cells = score(labels, rep.field, own)
+    scores.update(stopped=result.stopped, seconds=float(result.seconds),
+                  patches_per_second=float(result.patches_per_second),
+                  patches_seen=int(result.history["patches_seen"].iloc[-1]))
+    run = Run(key, channels, bool(with_mask), int(index), labels, result.history, cells,
+              scores, own, folder, result.model)
+    if folder is not None:
+        _save(run, result.model)
+    return run
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``folder`` to write into; on success it replaces
+    ``folder`` in one rename, on error it is removed (a cache entry is never half-written).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "entry"
+    >>> with atomic_folder(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("x")
+    >>> sorted(p.name for p in target.iterdir())
+    ['a.txt']
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save(run: Run, model) -> None:
+    """Write the run's model, labels, tables and scores to its cache folder."""
+    assert run.folder is not None
+    with atomic_folder(run.folder) as tmp:
+        model.save(tmp / "model.keras")
+        np.save(tmp / "labels.npy", run.labels)
+        run.history.to_csv(tmp / "history.csv", index=False)
+        run.cells.to_csv(tmp / "cells.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps(
+            {"key": run.key, "channels": list(run.channels), "with_mask": run.with_mask,
+             "index": run.index, "scores": run.scores}, indent=1))
+
+
+def _load(folder: Path, markers: np.ndarray) -> Run:
+    meta = json.loads((folder / "meta.json").read_text())
+    return Run(meta["key"], tuple(meta["channels"]), bool(meta["with_mask"]),
+               int(meta["index"]), np.load(folder / "labels.npy"),
+               pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "cells.csv"),
+               meta["scores"], markers, folder)

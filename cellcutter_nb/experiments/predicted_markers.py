@@ -1,0 +1,254 @@
+"""Fig. 5 as one experiment: cross-validated synthetic nucleus images, their markers,
+and segmentation trained with them (:mod:`cellcutter_nb.core.nucleus` holds the model).
+
+For each modality (``fl``, ``bf``) and fold, the nucleus UNet trained on the other
+fields predicts the held-out field (cached under ``<cache>/nucleus/<key>/``); its blobs
+are paired within 15 µm with the blobs of the experimental nucleus image (FN/FP rates),
+and the segmentation model is trained with those synthetic markers
+(:func:`cellcutter_nb.experiments.model_cache.fit`) beside the same model with the real ones.
+
+Examples
+--------
+>>> from cellcutter_nb import config
+>>> from cellcutter_nb.experiments.predicted_markers import synthetic_marker_experiment
+>>> prof = config.get_profile("smoke").replace(field_size=128, nucleus_max_steps=2)
+>>> res = synthetic_marker_experiment(prof, cache_dir=None, modalities=("fl",),
+...                                   segment=False)
+>>> sorted(res.rates["reference"].unique()), len(res.folds)
+(['ground truth', 'nuc DoG'], 2)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Preset, Profile, config_hash, get_preset, get_profile
+from ..core.nucleus import (
+    BLOB_THRESHOLDS,
+    CACHE_VERSION,
+    FLAT_FIELD_SIGMA_UM,
+    MODALITIES,
+    NUCLEUS_PROFILE_FIELDS,
+    Fold,
+    calibrate_threshold,
+    cv_folds,
+    normalised_input,
+    nucleus_target,
+    predict_tiled,
+    tiling,
+    train_nucleus_model,
+)
+
+__all__ = ["FoldResult", "SyntheticMarkerResult", "nucleus_fold",
+           "synthetic_marker_experiment"]
+
+
+@dataclass
+class FoldResult:
+    """One fold of one modality: its synthetic nucleus image, markers and segmentations.
+
+    ``probability`` is the synthetic nucleus image of the test field (never trained on);
+    ``markers`` the synthetic markers per blob method with ``thresholds`` fitted on the
+    training fields; ``true_markers`` the DoG blobs of the experimental nucleus image;
+    ``stopped``/``steps``/``seconds``/``history`` describe the nucleus UNet's training;
+    ``labels`` holds the segmentations with ``"synthetic"`` and ``"real"`` markers.
+    """
+
+    modality: str
+    fold: Fold
+    probability: np.ndarray
+    markers: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+    true_markers: np.ndarray
+    stopped: str
+    steps: int
+    seconds: float
+    history: pd.DataFrame
+    labels: dict[str, np.ndarray] = dc_field(default_factory=dict)
+
+
+@dataclass
+class SyntheticMarkerResult:
+    """Tables and per-fold images of :func:`synthetic_marker_experiment`."""
+
+    rates: pd.DataFrame
+    miou: pd.DataFrame
+    folds: list[FoldResult]
+
+    def fold(self, modality: str = "fl", index: int = 0) -> FoldResult:
+        """The fold of ``modality`` that scores field ``index`` (for Fig. 5's panels)."""
+        for f in self.folds:
+            if f.modality == modality and f.fold.test == index:
+                return f
+        raise ValueError(f"No fold of {modality!r} scores field {index}.")
+
+
+def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, seed: int = 0,
+                 cache_dir: str | Path | None = None) -> tuple[np.ndarray, dict]:
+    """Train (or load) one fold's nucleus UNet: test-field probabilities and a meta dict
+    (``stopped``, ``steps``, ``seconds``, blob ``thresholds``, ``history``)."""
+    from ..prep.markers import detect_blobs
+    from .model_cache import replicate
+
+    key = config_hash(profile.subset(NUCLEUS_PROFILE_FIELDS),
+                      {"version": CACHE_VERSION, "modality": modality,
+                       "train": list(fold.train), "test": fold.test, "seed": int(seed),
+                       "thresholds": BLOB_THRESHOLDS, "flat_field_um": FLAT_FIELD_SIGMA_UM})
+    folder = Path(cache_dir) / "nucleus" / key if cache_dir else None
+    if folder is not None and (folder / "meta.json").exists():
+        meta = json.loads((folder / "meta.json").read_text())
+        return np.load(folder / "probability.npy"), dict(
+            meta, history=pd.read_csv(folder / "history.csv"))
+    reps = {i: replicate(profile, preset, i, seed) for i in (*fold.train, fold.test)}
+    inputs = {i: normalised_input(r.field, modality) for i, r in reps.items()}
+    assert fold.test not in fold.train  # the scored field never enters training
+    res = train_nucleus_model([inputs[i] for i in fold.train],
+                              [nucleus_target(reps[i].nuclei) for i in fold.train], profile,
+                              seed=seed)
+    probs = {i: predict_tiled(res.model, x, **tiling(x.shape[:2], 2 ** profile.unet_depth))
+             for i, x in inputs.items()}
+    px = reps[fold.test].field.pixel_size
+    refs = [detect_blobs(reps[i].field["nuc"], "dog", pixel_size=px) for i in fold.train]
+    thresholds = {m: calibrate_threshold([probs[i] for i in fold.train], refs, m,
+                                         pixel_size=px) for m in BLOB_THRESHOLDS}
+    meta = {"key": key, "modality": modality, "train": list(fold.train), "test": fold.test,
+            "stopped": res.stopped, "steps": len(res.history), "seconds": res.seconds,
+            "thresholds": thresholds}
+    if folder is not None:
+        from .model_cache import atomic_folder
+
+        with atomic_folder(folder) as tmp:
+            res.model.save(tmp / "model.keras")
+            np.save(tmp / "probability.npy", probs[fold.test])
+            res.history.to_csv(tmp / "history.csv", index=False)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    return probs[fold.test], dict(meta, history=res.history)
+
+
+def synthetic_marker_experiment(profile: str | Profile = "quick",
+                                preset: str | Preset = "paper", seed: int = 0, *,
+                                cache_dir: str | Path | None | bool = True,
+                                modalities: Sequence[str] = ("fl", "bf"),
+                                segment: bool | Sequence[int] = True,
+                                progress: Callable[[str], None] | None = None,
+                                ) -> SyntheticMarkerResult:
+    """Fig. 5: cross-validated synthetic nucleus images, their markers and segmentations.
+
+    For each modality (``fl``, ``bf``) and fold, a nucleus UNet trained on the other
+    fields predicts the test field; its DoG and DoH blobs (thresholds fitted on the
+    training fields, and the detector's defaults) are paired within 15 µm with the DoG
+    blobs of the experimental nucleus image (the paper's reference) and with the true
+    nucleus centres. Then the segmentation model is trained on the test field with the
+    synthetic markers of the preset's ``blob_method`` (:func:`cellcutter_nb.experiments.model_cache.fit`),
+    beside the same model with the real markers (the Table 1 run, shared by the cache).
+
+    Parameters
+    ----------
+    profile, preset : str or object
+        Run size; the preset's blob method and learning rate (the learning rate is the
+        segmentation's: the nucleus UNet always uses lr 0.005).
+    seed : int
+        Seeds the replicate fields and all training.
+    cache_dir : path, True, None or False
+        Model cache (``True``: :func:`cellcutter_nb.experiments.model_cache.default_cache_dir`).
+    modalities : sequence of str
+        Inputs of the nucleus UNet, from ``("fl", "bf")``.
+    segment : bool or sequence of int
+        Train the segmentation models for every fold, none, or the folds (scored field
+        indices) listed.
+    progress : callable, optional
+        Called with a short message before each model.
+
+    Returns
+    -------
+    SyntheticMarkerResult
+        ``rates``: modality, fold (scored field), train, method, threshold, calibrated,
+        reference (``"nuc DoG"``, ``"ground truth"``), fn_rate (missed / true), fp_rate
+        (unpaired / found; 0 when nothing is found), n_true, n_found, tp, stopped,
+        steps, seconds. ``miou``: modality, fold, markers (``"synthetic"``, ``"real"``),
+        miou (ground-truth cells whose nucleus these markers pair with), miou_common
+        (cells paired by both marker sets), miou_all (every cell a marker reaches),
+        n_cells, n_markers; without markers nothing is segmented and all are 0.
+    """
+    from ..prep.markers import detect_blobs
+    from .model_cache import default_cache_dir, replicate
+
+    prof, pre = get_profile(profile), get_preset(preset)
+    root = default_cache_dir(prof) if cache_dir is True else cache_dir or None
+    say = progress or (lambda _msg: None)
+    if not modalities or set(modalities) - set(MODALITIES):
+        raise ValueError(f"modalities={modalities!r}; choose from {list(MODALITIES)}.")
+    rates, mious, folds = [], [], []
+    for modality in modalities:
+        name = MODALITIES[modality]
+        for fold in cv_folds(prof.n_replicates):
+            say(f"nucleus UNet {name}, fold {fold.test}")
+            prob, meta = nucleus_fold(prof, pre, modality, fold, seed, root)
+            rep = replicate(prof, pre, fold.test, seed)
+            px = rep.field.pixel_size
+            true = detect_blobs(rep.field["nuc"], "dog", pixel_size=px)
+            refs = {"nuc DoG": true, "ground truth": rep.field.markers}
+            found, base = {}, {"modality": name, "fold": fold.test,
+                               "train": "+".join(map(str, fold.train))}
+            for method in BLOB_THRESHOLDS:
+                for calibrated in (True, False):
+                    t = meta["thresholds"][method] if calibrated else None
+                    pts = detect_blobs(prob, method, pixel_size=px, threshold=t)
+                    found.setdefault(method, pts)
+                    rates += [dict(base, method=method, threshold=t, calibrated=calibrated,
+                                   reference=ref, **_rates(pts, ref_pts, px),
+                                   **{k: meta[k] for k in ("stopped", "steps", "seconds")})
+                              for ref, ref_pts in refs.items() if ref_pts is not None]
+            result = FoldResult(modality, fold, prob, found, dict(meta["thresholds"]), true,
+                                meta["stopped"], int(meta["steps"]), float(meta["seconds"]),
+                                meta["history"])
+            folds.append(result)
+            if segment is True or (segment is not False and fold.test in segment):
+                say(f"segmentation {name}, fold {fold.test}")
+                mious += _segment(prof, pre, result, rep, seed, root, base)
+    return SyntheticMarkerResult(pd.DataFrame(rates), pd.DataFrame(mious), folds)
+
+
+def _rates(found: np.ndarray, true: np.ndarray, pixel_size: float) -> dict:
+    """FN / FP rates and counts of ``found`` against ``true`` markers (15 µm pairing)."""
+    from ..prep.markers import match_markers
+
+    r = match_markers(found, true, pixel_size=pixel_size)
+    return {"fn_rate": r.fn_rate if r.n_true else 0.0, "fp_rate": r.fp_rate if r.n_found
+            else 0.0, "n_true": r.n_true, "n_found": r.n_found, "tp": r.tp}
+
+
+def _segment(prof: Profile, pre: Preset, result: FoldResult, rep: Any, seed: int,
+             root: Path | None, base: dict) -> list[dict]:
+    """Segment the test field with synthetic and with real markers; mIOU rows."""
+    from ..prep.markers import match_markers
+    from .model_cache import fit
+
+    used = {"synthetic": result.markers[pre.blob_method], "real": rep.markers}
+    paired = {}
+    for k, m in used.items():  # true marker k-1 <-> cell label k
+        r = match_markers(m, rep.field.markers, pixel_size=rep.field.pixel_size)
+        paired[k] = sorted(int(t) + 1 for t in r.pairs[:, 1])
+    common = sorted(set(paired["synthetic"]) & set(paired["real"]))
+    rows = []
+    for k, m in used.items():
+        row = dict(base, markers=k, miou=0.0, miou_common=0.0, miou_all=0.0,
+                   n_cells=len(paired[k]), n_markers=len(m))
+        if len(m):
+            run = fit(prof, pre, result.fold.test, (result.modality,), with_mask=True,
+                      seed=seed, markers=None if k == "real" else m, cache_dir=root or None)
+            result.labels[k] = run.labels
+            iou = run.cells.set_index("gt_label")["iou"]
+            row.update(miou=float(iou.reindex(paired[k]).fillna(0.0).mean()) if paired[k]
+                       else 0.0, miou_common=float(iou.reindex(common).fillna(0.0).mean())
+                       if common else 0.0, miou_all=float(run.scores["miou"]))
+        rows.append(row)
+    return rows

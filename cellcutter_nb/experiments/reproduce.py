@@ -1,0 +1,365 @@
+"""Rerun the notebooks headlessly with papermill and record what produced the results.
+
+``python -m cellcutter_nb reproduce --profile quick`` (what ``make reproduce`` runs)
+executes ``notebooks/NN_*.ipynb`` in order, writes executed copies to
+``results/<profile>/notebooks/``, figures to ``figures/`` (``results/smoke/figures/``
+for the smoke profile, so CI never overwrites the committed figures), tables to
+``results/<profile>/tables/``, and a ``REPORT.md`` with wall times, versions,
+device and commit, the paper's numbers beside ours and its conclusions marked held or
+not held (:mod:`cellcutter_nb.experiments.report`). A failing notebook stops the run with a
+non-zero exit that names the notebook and the failing cell; its executed copy is kept.
+A rerun skips notebooks whose inputs are unchanged (:func:`input_hash`) and trained
+models come from the cache of :mod:`cellcutter_nb.experiments.model_cache`, so an interrupted run resumes.
+
+Examples
+--------
+>>> from cellcutter_nb.experiments.reproduce import discover
+>>> [p.name for p in discover()][:1]
+['01_data.ipynb']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import CHANNELS, PROFILES, get_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+PACKAGES = ("numpy", "scipy", "scikit-image", "scikit-learn", "pandas", "keras",
+            "tensorflow-cpu", "tensorflow", "jax", "PyMaxflow", "centrosome", "papermill")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names it, the cell and where the copy is."""
+
+
+@dataclass
+class RunPaths:
+    """Where one profile's outputs go."""
+
+    results: Path
+    notebooks: Path
+    tables: Path
+    figures: Path
+
+    @classmethod
+    def for_profile(cls, profile: str, root: Path = ROOT) -> RunPaths:
+        results = root / "results" / profile
+        figures = results / "figures" if profile == "smoke" else root / "figures"
+        return cls(results, results / "notebooks", results / "tables", figures)
+
+    def make(self) -> None:
+        for p in (self.results, self.notebooks, self.tables, self.figures):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def discover(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Numbered notebooks (``NN_name.ipynb``) in reading order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """Notebooks whose number or name starts with one of ``only`` (all when empty).
+
+    Raises
+    ------
+    ValueError
+        When a selector matches no notebook; the message lists them.
+    """
+    if not only:
+        return notebooks
+    chosen = []
+    for key in only:
+        hits = [p for p in notebooks if p.stem.startswith(key) or p.stem == key]
+        if not hits:
+            names = ", ".join(p.stem for p in notebooks)
+            raise ValueError(f"--only {key!r} matches no notebook; choose from: {names}.")
+        chosen += [h for h in hits if h not in chosen]
+    return sorted(chosen)
+
+
+def kernel_env() -> dict[str, str]:
+    """Environment for the notebook kernels: quiet TensorFlow, non-interactive matplotlib."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
+           "CELLCUTTER_NB_QUIET": "1"}
+    return {k: os.environ.get(k, v) for k, v in env.items()}
+
+
+def run_notebook(path: Path, out: Path, parameters: dict, cwd: Path = ROOT) -> float:
+    """Execute one notebook with papermill; returns wall seconds.
+
+    Raises
+    ------
+    NotebookFailed
+        Naming the notebook, the failing cell and the kept executed copy.
+    """
+    import papermill as pm
+
+    os.environ.update(kernel_env())
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(cwd),
+                            kernel_name="python3", progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(
+            f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+            f"executed copy kept at {out}") from None
+    return time.perf_counter() - t0
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Current commit (with ``+dirty`` when the tree has changes other than the runner's
+    own outputs, ``figures/`` and ``results/``), or ``unknown``."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)figures", ":(exclude)results"],
+                               cwd=root, text=True, capture_output=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, float],
+                 started: str, skipped: tuple[str, ...] = ()) -> Path:
+    """Write ``REPORT.md`` and the figure manifest.
+
+    The report holds the paper's numbers beside ours and its conclusions marked held or
+    not held (:mod:`cellcutter_nb.experiments.report`, from the tables that exist), the profile's
+    settings, seed, device and backend, package versions, git commit and the wall time
+    per notebook (notebooks in ``skipped`` were not rerun: their inputs were unchanged).
+    """
+    from ..backend import DETERMINISTIC, backend_name, device_description
+    from .report import sections
+
+    prof = get_profile(profile)
+    commit = git_commit()
+    device = f"{device_description()} (Keras backend {backend_name()})"
+    lines = [f"# Reproduction report — profile `{profile}`", "",
+             f"- started: {started}", f"- git commit: {commit}", f"- seed: {seed}",
+             f"- device: {device}",
+             f"- machine: {platform.platform()}, {os.cpu_count()} CPU cores",
+             f"- repeatability: {repeatability(DETERMINISTIC, backend_name())}",
+             f"- profile settings: `{json.dumps(prof.__dict__)}`", ""]
+    lines += sections(paths.tables)
+    lines += ["## Wall time per notebook", "", "| notebook | seconds | |", "|---|---:|---|"]
+    lines += [f"| {name} | {sec:.1f} | {'inputs unchanged, not rerun' if name in skipped else ''} |"
+              for name, sec in timings.items()]
+    lines += [f"| **total** | {sum(timings.values()):.1f} | |"]
+    lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in versions().items()]
+    tables = sorted(paths.tables.glob("*.csv"))
+    if tables:
+        lines += ["", "## Tables", ""] + [f"- `tables/{t.name}`" for t in tables]
+    report = paths.results / "REPORT.md"
+    report.write_text("\n".join(lines) + "\n")
+    manifest = paths.figures / "MANIFEST.md"
+    figs = sorted(p.name for p in paths.figures.glob("*.png"))
+    manifest.write_text("\n".join(
+        ["# Figures", "", f"Produced by `make reproduce PROFILE={profile}` on {started}, "
+         f"commit {commit}, {platform.platform()} (CPU count {os.cpu_count()}), "
+         f"device {device}.", ""]
+        + [f"- {f}" for f in figs]) + "\n")
+    return report
+
+
+def repeatability(deterministic: bool, backend: str) -> str:
+    """How exactly a rerun repeats this one (see :mod:`cellcutter_nb.backend`).
+
+    Examples
+    --------
+    >>> repeatability(True, "tensorflow")
+    'bit for bit (TensorFlow on one thread, CELLCUTTER_NB_DETERMINISTIC=1)'
+    """
+    if backend != "tensorflow":
+        return f"seeded; not checked bit for bit under {backend}"
+    if deterministic:
+        return "bit for bit (TensorFlow on one thread, CELLCUTTER_NB_DETERMINISTIC=1)"
+    return ("seeded, but multi-threaded CPU kernels make reruns differ in the last digits, "
+            "which training amplifies (CELLCUTTER_NB_DETERMINISTIC=1: one thread, bit for "
+            "bit)")
+
+
+def input_hash(notebook: Path, parameters: dict, root: Path = ROOT) -> str:
+    """Hash of what a notebook's outputs depend on: the notebook, its parameters and the
+    package's source; a rerun skips the notebook when it is unchanged."""
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    package = Path(__file__).resolve().parents[1]
+    for src in sorted(package.rglob("*.py")):
+        h.update(src.relative_to(package).as_posix().encode() + src.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = None,
+                     learning_rate: Any = None, figures_dir: Any = None,
+                     tables_dir: Any = None, cache_dir: Any = None) -> dict[str, Any]:
+    """Check the types and values of the notebooks' papermill parameters.
+
+    Papermill injects parameters as Python literals, so ``-p profile 3`` arrives as the
+    integer 3 and ``-p seed x`` as the string ``"x"``; without a check they fail later
+    with an obscure message (or not at all). Notebooks call this right after their
+    parameters cell.
+
+    Parameters
+    ----------
+    profile : str
+        One of the profile names (``smoke``, ``quick``, ``full``).
+    seed : int
+        Non-negative integer (a NumPy integer is accepted; ``bool`` is not).
+    channels : sequence of str, optional
+        Non-empty, distinct names from ``("fl", "bf", "nuc")``.
+    learning_rate : float, optional
+        Positive finite number.
+    figures_dir, tables_dir, cache_dir : str or path, optional
+        Output folders (``None`` allowed: do not write, or the default cache).
+
+    Returns
+    -------
+    dict
+        The checked values (``seed`` as ``int``, ``channels`` as a list), only those given.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the value received and what is expected.
+
+    Examples
+    --------
+    >>> check_parameters("quick", 2, channels=("fl", "nuc"))
+    {'profile': 'quick', 'seed': 2, 'channels': ['fl', 'nuc']}
+    """
+    def bad(name: str, value: Any, expected: str) -> ValueError:
+        return ValueError(f"papermill parameter {name}={value!r} ({type(value).__name__}) is "
+                          f"invalid: expected {expected}, e.g. papermill ... -p {name} "
+                          f"<value>.")
+
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise bad("profile", profile, f"one of the strings {sorted(PROFILES)}")
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise bad("seed", seed, "a non-negative integer")
+    out: dict[str, Any] = {"profile": profile, "seed": int(seed)}
+    if channels is not None:
+        names = [channels] if isinstance(channels, str) else channels
+        if (not isinstance(names, (list, tuple)) or not names
+                or not all(isinstance(c, str) and c in CHANNELS for c in names)
+                or len(set(names)) != len(names)):
+            raise bad("channels", channels, f"a list of distinct names from {list(CHANNELS)}")
+        out["channels"] = list(names)
+    if learning_rate is not None:
+        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, Real)
+                or not np.isfinite(learning_rate) or learning_rate <= 0):
+            raise bad("learning_rate", learning_rate, "a positive number")
+        out["learning_rate"] = float(learning_rate)
+    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir),
+                        ("cache_dir", cache_dir)):
+        if value is not None:
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise bad(name, value, "a folder path (string) or None")
+            out[name] = value
+    return out
+
+
+# --- the model file -------------------------------------------------------------------------
+def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int = 0,
+              root: Path = ROOT, force: bool = False) -> Path:
+    """Run the selected notebooks for ``profile`` and write the report.
+
+    A notebook whose inputs (:func:`input_hash`) are unchanged since its last successful
+    run, with its executed copy still there, is not rerun (``force=True`` reruns it);
+    trained models are cached separately (:mod:`cellcutter_nb.experiments.model_cache`), so a rerun after an
+    interruption resumes where it stopped.
+
+    Returns
+    -------
+    Path
+        The ``REPORT.md`` written.
+    """
+    get_profile(profile)  # validates the name
+    notebooks = select(discover(root / "notebooks"), only)
+    paths = RunPaths.for_profile(profile, root)
+    paths.make()
+    started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # wall times of earlier runs of this profile are kept, so `--only` updates the report
+    log, state_file = paths.results / "timings.json", paths.results / "state.json"
+    timings: dict[str, float] = json.loads(log.read_text()) if log.exists() else {}
+    state: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    skipped = []
+    for nb in notebooks:
+        params = {"profile": profile, "seed": seed, "figures_dir": str(paths.figures),
+                  "tables_dir": str(paths.tables)}
+        key, out = input_hash(nb, params), paths.notebooks / nb.name
+        if not force and state.get(nb.stem) == key and out.exists() and nb.stem in timings:
+            print(f"[{profile}] {nb.name}: inputs unchanged, not rerun", flush=True)
+            skipped.append(nb.stem)
+            continue
+        print(f"[{profile}] {nb.name} ...", flush=True)
+        state.pop(nb.stem, None)
+        state_file.write_text(json.dumps(state, indent=1))
+        timings[nb.stem] = run_notebook(nb, out, params, cwd=root)
+        print(f"[{profile}] {nb.name} done in {timings[nb.stem]:.1f} s", flush=True)
+        state[nb.stem] = key
+        log.write_text(json.dumps(dict(sorted(timings.items())), indent=1))
+        state_file.write_text(json.dumps(state, indent=1))
+    return write_report(paths, profile, seed, dict(sorted(timings.items())), started,
+                        tuple(skipped))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m cellcutter_nb``."""
+    import argparse
+
+    from ..app.cli import add_segment_parser, run_segment
+
+    parser = argparse.ArgumentParser(prog="python -m cellcutter_nb",
+                                     description="Reproduce Din & Yu (2021) with notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run the notebooks with papermill")
+    rep.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    rep.add_argument("--force", action="store_true",
+                     help="rerun notebooks even when their inputs are unchanged")
+    add_segment_parser(sub)  # python -m cellcutter_nb segment ... (cellcutter_nb.app.cli)
+    args = parser.parse_args(argv)
+    if args.command == "segment":
+        return run_segment(args)
+    if args.list:
+        for nb in discover():
+            print(nb.stem)
+        return 0
+    try:
+        report = reproduce(args.profile, args.only, args.seed, force=args.force)
+    except (NotebookFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {report}")
+    return 0
