@@ -27,9 +27,10 @@ from cellcutter_nb import config, metrics
 from cellcutter_nb.backend import backend_name, device_description
 from cellcutter_nb.core.supervised import train_supervised
 from cellcutter_nb.core.train import train
-from cellcutter_nb.data import realism, synth
+from cellcutter_nb.data import synth
 from cellcutter_nb.prep import markers as mk
 from cellcutter_nb.prep import mask as mm
+from cellcutter_nb.prep.baseline import nearest_marker_partition
 
 RUNS = {
     "paper": {},
@@ -63,7 +64,7 @@ def main() -> None:
                "cells": field.n_cells, "markers": len(found),
                "mask_iou": metrics.foreground_iou(fg, field.mask),
                "prep_s": time.perf_counter() - t0}
-    pos = realism.nearest_marker_partition(found, fg)
+    pos = nearest_marker_partition(found, fg)
     summary["position_only_miou"] = float(metrics.summarize(
         metrics.per_cell_iou(pos, field.labels, markers=found))["miou"].iloc[0])
     print(json.dumps(summary), flush=True)

@@ -26,11 +26,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cellcutter_nb import config
+from cellcutter_nb import config, metrics
 from cellcutter_nb.core import integrate
 from cellcutter_nb.data import synth
 from cellcutter_nb.prep import markers as mk
 from cellcutter_nb.prep import mask as mm
+from cellcutter_nb.prep.scribbles import synthetic_scribbles
 
 
 class ConstantModel:
@@ -87,13 +88,13 @@ def main() -> None:
               lambda b: f"{len(b)} blobs")
     stage("graph_cut_paper", lambda r: mm.graph_cut(
         fl, neighbourhood=paper.graph_cut_neighbourhood, pairwise=paper.graph_cut_pairwise),
-        lambda m: f"IoU {mm.foreground_iou(m, field.mask):.3f}")
+        lambda m: f"IoU {metrics.foreground_iou(m, field.mask):.3f}")
     stage("graph_cut_original_code", lambda r: mm.graph_cut(
         fl, neighbourhood=code.graph_cut_neighbourhood, pairwise=code.graph_cut_pairwise),
-        lambda m: f"IoU {mm.foreground_iou(m, field.mask):.3f}")
+        lambda m: f"IoU {metrics.foreground_iou(m, field.mask):.3f}")
     stage("pixel_classifier_mask_bf", lambda r: mm.pixel_classifier_mask(
-        field["bf"], mm.synthetic_scribbles(field, seed=0)),
-        lambda m: f"IoU {mm.foreground_iou(m, field.mask):.3f}")
+        field["bf"], synthetic_scribbles(field, seed=0)),
+        lambda m: f"IoU {metrics.foreground_iou(m, field.mask):.3f}")
     if "cellprofiler" not in args.skip:
         from cellcutter_nb.prep.baseline import cellprofiler_baseline
 

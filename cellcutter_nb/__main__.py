@@ -1,10 +1,10 @@
-"""``python -m cellcutter_nb``: command-line entry point (see :mod:`cellcutter_nb.experiments.reproduce`)."""
+"""``python -m cellcutter_nb``: the command line (:func:`cellcutter_nb.app.cli.main`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .experiments.reproduce import main
+from .app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

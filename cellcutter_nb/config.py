@@ -48,8 +48,26 @@ PAPER_FIELD_SIZE: int = 1750
 NUCLEUS_STOP_LOSS: float = 0.15
 #: Adam learning rate of the synthetic-nucleus UNet (the paper's Methods).
 NUCLEUS_LEARNING_RATE: float = 0.005
-#: Channel names understood everywhere in the package.
-CHANNELS: tuple[str, ...] = ("fl", "bf", "nuc")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of Eq. 1's terms, in the form the loss uses them.
+
+    Made by :meth:`Preset.loss_weights`; :func:`cellcutter_nb.core.loss.cutter_loss` reads
+    nothing else, so a new term of the loss is one more field here (default 0: off) and
+    one more line in the preset method.
+
+    Parameters
+    ----------
+    lam_natural : float
+        λ of the overlap term for the natural logarithm (:attr:`Preset.lam_natural`).
+    beta : float
+        β of the penalty on segmented pixels outside the mask M (0: no mask term).
+    """
+
+    lam_natural: float
+    beta: float
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,17 @@ class Preset:
     def lam_natural(self) -> float:
         """λ expressed for the natural logarithm (λ_e = λ / ln base)."""
         return self.lam / math.log(self.log_base)
+
+    def loss_weights(self, with_mask: bool = True) -> LossWeights:
+        """The weights Eq. 1 is computed with: λ for the natural log, and β (0 without
+        the mask, as in Table 1's second row).
+
+        Examples
+        --------
+        >>> get_preset("paper").loss_weights(with_mask=False)
+        LossWeights(lam_natural=1.4418576799187959, beta=0.0)
+        """
+        return LossWeights(self.lam_natural, self.beta if with_mask else 0.0)
 
     def replace(self, **changes: Any) -> Preset:
         """Return a copy with some fields changed (validated like the original)."""

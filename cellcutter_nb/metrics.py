@@ -34,13 +34,25 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .core.patches import centre_pixels
-
-__all__ = ["foreground_iou", "contingency", "iou_pairs", "per_cell_iou", "summarize",
-           "agreement", "matching", "DEFAULT_THRESHOLDS"]
+__all__ = ["centre_pixels", "foreground_iou", "contingency", "iou_pairs", "per_cell_iou",
+           "summarize", "score", "agreement", "matching", "describe", "DEFAULT_THRESHOLDS"]
 
 #: IoU thresholds of :func:`matching`: 0.5, 0.55, …, 0.9.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2))
+
+
+def centre_pixels(markers: np.ndarray) -> np.ndarray:
+    """The pixel each marker stands on, ``floor(marker + 0.5)`` as int32 (round half up).
+
+    :func:`per_cell_iou` scores marker k - 1 against the ground-truth cell under this
+    pixel, and :mod:`cellcutter_nb.core.patches` centres marker k - 1's patch on it.
+
+    Examples
+    --------
+    >>> centre_pixels(np.array([[1.5, 2.49], [0.0, 3.7]])).tolist()
+    [[2, 2], [0, 4]]
+    """
+    return np.floor(np.asarray(markers, np.float64) + 0.5).astype(np.int32)
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +223,40 @@ def summarize(table: pd.DataFrame, column: str = "iou") -> pd.DataFrame:
                          "n": [x.size]})
 
 
+def score(labels: np.ndarray, gt: np.ndarray,
+          markers: np.ndarray) -> tuple[dict[str, float], pd.DataFrame]:
+    """Per-cell IoU through the markers, its mean ± std, and AP / F1 at IoU 0.5.
+
+    Parameters
+    ----------
+    labels : ndarray (H, W) of int
+        Predicted labels; label k belongs to marker k - 1.
+    gt : ndarray (H, W) of int
+        Ground-truth labels.
+    markers : ndarray (N, 2)
+        The prediction's markers (see :func:`per_cell_iou`).
+
+    Returns
+    -------
+    scores : dict
+        ``miou``, ``std`` (over cells, ddof 1), ``ap50``, ``f1``, ``n_cells``.
+    cells : DataFrame
+        :func:`per_cell_iou` with ``gt_label`` as a column.
+
+    Examples
+    --------
+    >>> gt = np.array([[1, 1, 2, 2]])
+    >>> s, cells = score(np.array([[1, 1, 1, 2]]), gt, np.array([[0.0, 0.0], [0.0, 3.0]]))
+    >>> round(s["miou"], 4), s["ap50"], s["n_cells"], cells["gt_label"].tolist()
+    (0.5833, 1.0, 2, [1, 2])
+    """
+    cells = per_cell_iou(labels, gt, markers=markers).reset_index()
+    m = matching(labels, gt, thresholds=[0.5]).iloc[0]
+    iou = cells["iou"].to_numpy(np.float64)
+    return ({"miou": float(iou.mean()), "std": float(iou.std(ddof=1)) if iou.size > 1 else 0.0,
+             "ap50": float(m["ap"]), "f1": float(m["f1"]), "n_cells": int(iou.size)}, cells)
+
+
 def agreement(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
     """Each label of ``a`` matched to its best-overlap (highest IoU) label of ``b``.
 
@@ -292,3 +338,36 @@ def matching(pred: np.ndarray, gt: np.ndarray,
         "f1": ratio(2 * tp, 2 * tp + fp + fn), "ap": ratio(tp, tp + fp + fn),
         "mean_matched_iou": ratio(matched_sum, tp),
     }, index=pd.Index(thr, name="threshold"))
+
+
+def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, float]:
+    """A segmentation without ground truth: how many markers got a cell, how big the
+    cells are and how much of the foreground mask they cover.
+
+    Parameters
+    ----------
+    labels : ndarray (H, W) of int
+        Label k belongs to marker k - 1.
+    n_markers : int
+        Number of markers the segmentation started from.
+    mask : ndarray (H, W) of bool
+        The foreground mask M.
+
+    Returns
+    -------
+    dict
+        ``cells`` (labels present), ``markers_with_cell`` (cells / markers),
+        ``median_area_px`` and ``mask_covered`` (fraction of mask pixels labelled).
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 0, 2]])
+    >>> describe(lab, 3, np.array([[True, True, True, False]]))["markers_with_cell"]
+    0.6666666666666666
+    """
+    area = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    area = area[area > 0]
+    mask = np.asarray(mask, bool)
+    return {"cells": len(area), "markers_with_cell": len(area) / n_markers,
+            "median_area_px": float(np.median(area)) if len(area) else 0.0,
+            "mask_covered": float(((np.asarray(labels) > 0) & mask).sum() / mask.sum())}

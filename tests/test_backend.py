@@ -45,7 +45,9 @@ def test_deterministic_switch_too_late_is_a_clear_error():
 def test_smoke_training_repeats_across_processes():
     # the standard: a smoke run gives the same numbers twice on CPU (2 threads here)
     code = ("from cellcutter_nb.experiments import model_cache\n"
-            "r = model_cache.fit('smoke', 'paper', 0, ('fl', 'nuc'), seed=0, cache_dir=False)\n"
+            "from cellcutter_nb.config import get_preset, get_profile\n"
+            "r = model_cache.fit(get_profile('smoke'), get_preset('paper'), 0, ('fl', 'nuc'),"
+            " seed=0, cache_dir=False)\n"
             "print(repr(r.history['loss'].tolist() + [r.scores['miou']]))")
     outs = [_probe(None, code) for _ in range(2)]
     assert all(o.returncode == 0 for o in outs), outs[0].stderr[-2000:]

@@ -10,12 +10,12 @@ import pytest
 import tifffile
 
 from cellcutter_nb import config
-from cellcutter_nb.app.outputs import load_model
+from cellcutter_nb.app import cli
+from cellcutter_nb.core.model import load_model
 from cellcutter_nb.core.patches import extract_patches
 from cellcutter_nb.data import tiffio
 from cellcutter_nb.data.field import Field, check_markers
-from cellcutter_nb.experiments import reproduce
-from cellcutter_nb.experiments.reproduce import check_parameters
+from cellcutter_nb.experiments.notebook import check_parameters
 from cellcutter_nb.prep.markers import nuclei_from_image
 from cellcutter_nb.prep.mask import graph_cut, pixel_classifier_mask
 
@@ -115,7 +115,7 @@ def test_unknown_channel_name(small):
     with pytest.raises(ValueError, match="Unknown channel name.*'gfp'"):
         Field({"gfp": np.ones((8, 8))})
     with pytest.raises(ValueError, match="\\['gfp'\\] are not in this field"):
-        extract_patches(small, ["fl", "gfp"])
+        extract_patches(small, ["fl", "gfp"], config.get_preset("paper"))
     with pytest.raises(ValueError, match="\\['bf'\\] are not in this field"):
         train(small, ("bf",), "paper", TINY, progress=False)
 
@@ -178,16 +178,14 @@ def images(tmp_path):
 
 @pytest.fixture
 def no_training(monkeypatch):
-    from cellcutter_nb.app import pipeline
-
     def fail(*args, **kwargs):
         raise AssertionError("training started despite a bad input")
 
-    monkeypatch.setattr(pipeline, "segment", fail)
+    monkeypatch.setattr(cli, "segment", fail)
 
 
 def _cli(capsys, *argv):
-    rc = reproduce.main(["segment", "--quiet", *map(str, argv)])
+    rc = cli.main(["segment", "--quiet", *map(str, argv)])
     return rc, capsys.readouterr().err
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import tifffile
 
+from cellcutter_nb.app import cli
 from cellcutter_nb.app.outputs import cell_table
 from cellcutter_nb.data.field import Field
 from cellcutter_nb.data.synth import make_field
-from cellcutter_nb.experiments import reproduce
 
 TINY = ("--profile", "smoke", "--width", "4", "--depth", "2", "--epochs", "1", "--steps", "1",
         "--max-seconds", "20", "--quiet")
@@ -31,7 +31,7 @@ def trained(tmp_path_factory, synthetic):
     argv = ["segment", "--fl", folder / "fl.tif", "--nuc", folder / "nuc.tif",
             "--pixel-size", "0.5", *TINY, "--save-model", folder / "model.keras",
             "--out", folder / "labels.tif"]
-    rc = reproduce.main([str(a) for a in argv])
+    rc = cli.main([str(a) for a in argv])
     return folder, rc
 
 
@@ -55,7 +55,7 @@ def test_segment_writes_labels_overlay_and_table(trained, capsys):
 def test_saved_model_reused_without_training(trained, capsys):
     folder, _ = trained
     capsys.readouterr()
-    rc = reproduce.main([str(a) for a in (
+    rc = cli.main([str(a) for a in (
         "segment", "--fl", folder / "fl.tif", "--nuc", folder / "nuc.tif",
         "--pixel-size", "0.5", "--model", folder / "model.keras",
         "--out", folder / "again.tif")])
@@ -64,7 +64,7 @@ def test_saved_model_reused_without_training(trained, capsys):
     np.testing.assert_array_equal(tifffile.imread(folder / "again.tif"),
                                   tifffile.imread(folder / "labels.tif"))
     # the model expects fl + nuc: one channel is refused before anything is written
-    rc = reproduce.main([str(a) for a in (
+    rc = cli.main([str(a) for a in (
         "segment", "--fl", folder / "fl.tif", "--nuc", folder / "nuc.tif", "--channels", "fl",
         "--model", folder / "model.keras", "--out", folder / "one.tif")])
     assert rc == 2 and "expects 2 image channel" in capsys.readouterr().err
@@ -72,7 +72,6 @@ def test_saved_model_reused_without_training(trained, capsys):
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path, synthetic, monkeypatch):
-    from cellcutter_nb.app import cli, pipeline
 
     for name in ("fl", "nuc"):
         tifffile.imwrite(tmp_path / f"{name}.tif", synthetic[name].astype(np.uint16))
@@ -85,8 +84,8 @@ def test_failure_while_writing_leaves_nothing(tmp_path, synthetic, monkeypatch):
     def broken_overlay(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "segment", fake_segment)
-    monkeypatch.setattr(cli, "_overlay", broken_overlay)
+    monkeypatch.setattr(cli, "segment", fake_segment)
+    monkeypatch.setattr(cli, "write_overlay", broken_overlay)
     with pytest.raises(OSError, match="disk full"):
         cli.segment_files(fl=tmp_path / "fl.tif", nuc=tmp_path / "nuc.tif",
                           out=tmp_path / "labels.tif", progress=False)
@@ -114,7 +113,7 @@ def test_cell_table_matches_regionprops():
 
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as exit_:
-        reproduce.main(["segment", "--help"])
+        cli.main(["segment", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert all(o in text for o in ("--fl", "--nuc", "--markers", "--model", "--save-model",

@@ -9,6 +9,7 @@ import pytest
 from cellcutter_nb import config
 from cellcutter_nb.experiments import model_cache, paper, report
 
+PAPER = config.get_preset("paper")
 TINY = config.get_profile("smoke").replace(field_size=128, max_epochs=1, steps_per_epoch=1,
                                            n_replicates=2)
 
@@ -19,17 +20,17 @@ def cache(tmp_path_factory):
 
 
 def test_fit_caches_and_reloads_the_same_run(cache):
-    a = model_cache.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
+    a = model_cache.fit(TINY, PAPER, 0, ("fl", "nuc"), cache_dir=cache)
     assert (cache / "runs" / a.key / "model.keras").exists()
-    b = model_cache.fit(TINY, "paper", 0, ("fl", "nuc"), cache_dir=cache)
+    b = model_cache.fit(TINY, PAPER, 0, ("fl", "nuc"), cache_dir=cache)
     assert b.key == a.key and b.scores == a.scores
     np.testing.assert_array_equal(a.labels, b.labels)
     pd.testing.assert_frame_equal(a.cells, b.cells, check_dtype=False)
     # the reloaded model gives the cached segmentation again
     from cellcutter_nb.core.integrate import predict_field
 
-    rep = model_cache.replicate(TINY, "paper", 0)
-    again = predict_field(b.model(), rep.field, ("fl", "nuc"), "paper", markers=b.markers)
+    rep = model_cache.replicate(TINY, PAPER, 0)
+    again = predict_field(b.model(), rep.field, ("fl", "nuc"), PAPER, markers=b.markers)
     np.testing.assert_array_equal(again, a.labels)
 
 
@@ -50,13 +51,14 @@ def test_cache_key_separates_what_shapes_a_run():
 
 
 def test_replicates_differ_and_are_deterministic():
-    a, b = model_cache.replicate(TINY, "paper", 0), model_cache.replicate(TINY, "paper", 1)
+    a, b = model_cache.replicate(TINY, PAPER, 0), model_cache.replicate(TINY, PAPER, 1)
     assert not np.array_equal(a.field["fl"], b.field["fl"])
     model_cache._replicate.cache_clear()
-    np.testing.assert_array_equal(model_cache.replicate(TINY, "paper", 0).field["fl"], a.field["fl"])
+    np.testing.assert_array_equal(model_cache.replicate(TINY, PAPER, 0).field["fl"],
+                                  a.field["fl"])
     assert a.mask_for(("bf",)) is a.bf_mask and a.mask_for(("fl", "bf")) is a.fl_mask
     with pytest.raises(ValueError, match="outside the profile's 2 replicates"):
-        model_cache.replicate(TINY, "paper", 2)
+        model_cache.replicate(TINY, PAPER, 2)
 
 
 def test_table1_and_views_share_the_grid(cache):

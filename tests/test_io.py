@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellcutter_nb.data import tiffio
+from cellcutter_nb.data import a431, tiffio
 from cellcutter_nb.data.field import Field
 
 RNG = np.random.default_rng(0)
@@ -271,49 +271,49 @@ def _fake_a431(root):
 
 def test_a431_test_split(tmp_path):
     imgs, mask = _fake_a431(tmp_path / "A431")
-    assert tiffio.list_a431(tmp_path, "test") == ["img_0001.tif", "img_0002.tif", "img_0010.tif"]
-    f = tiffio.load_a431(tmp_path, "test", 1)  # the folder above A431/ also works
+    assert a431.list_a431(tmp_path, "test") == ["img_0001.tif", "img_0002.tif", "img_0010.tif"]
+    f = a431.load_a431(tmp_path, "test", 1)  # the folder above A431/ also works
     np.testing.assert_array_equal(f["fl"], (imgs[0] + 2).astype(np.float32))
     assert f.channel_names == ("fl",) and f.markers is None
     assert f.labels.max() == 2 and (f.labels[mask == 7] == 1).all()
     assert (f.labels[mask == 42] == 2).all()
     assert (f.mask == (mask > 0)).all() and f.meta["file"] == "img_0002.tif"
-    g = tiffio.load_a431(tmp_path / "A431", "test", -1)  # binary mask -> connected components
+    g = a431.load_a431(tmp_path / "A431", "test", -1)  # binary mask -> connected components
     assert g.labels.max() == 2 and g.meta["labels_from_binary_mask"] is True
     with pytest.raises(ValueError, match="index=3 is out of range"):
-        tiffio.load_a431(tmp_path, "test", 3)
+        a431.load_a431(tmp_path, "test", 3)
 
 
 def test_a431_train_split(tmp_path):
     imgs, mask = _fake_a431(tmp_path)
-    assert tiffio.list_a431(tmp_path, "train") == ["a.tif", "b.tif"]
-    f = tiffio.load_a431(tmp_path, "train", 0)
+    assert a431.list_a431(tmp_path, "train") == ["a.tif", "b.tif"]
+    f = a431.load_a431(tmp_path, "train", 0)
     np.testing.assert_array_equal(f.markers, [[3.5, 4.0], [12, 9]])
     assert f.labels is None and (f.mask == (mask > 0)).all()
     np.testing.assert_array_equal(f["fl"], imgs[1].astype(np.float32))
     with pytest.raises(ValueError, match=r"channels=\('fl', 'nuc'\)"):
-        tiffio.load_a431(tmp_path, "train", 1)  # two planes, unnamed
-    g = tiffio.load_a431(tmp_path, "train", 1, channels=("fl", "nuc"))
+        a431.load_a431(tmp_path, "train", 1)  # two planes, unnamed
+    g = a431.load_a431(tmp_path, "train", 1, channels=("fl", "nuc"))
     np.testing.assert_array_equal(g.markers, [[3, 4], [12, 10]])  # {"x","y"} -> (row, col)
     np.testing.assert_array_equal(g["nuc"], imgs[1].astype(np.float32))
-    h = tiffio.load_a431(tmp_path, "train", 1, channels=(None, "bf"))
+    h = a431.load_a431(tmp_path, "train", 1, channels=(None, "bf"))
     assert h.channel_names == ("bf",)
 
 
 def test_a431_bad_layout(tmp_path):
     with pytest.raises(ValueError, match=r"(?s)does not look like the A431.*train\.json"):
-        tiffio.load_a431(tmp_path)
+        a431.load_a431(tmp_path)
     (tmp_path / "test").mkdir()
     _tif(tmp_path / "test" / "img_0001.tif", np.ones((4, 4), np.uint8))
     with pytest.raises(ValueError, match="Missing manual mask masks_0001.tif"):
-        tiffio.load_a431(tmp_path, "test")
+        a431.load_a431(tmp_path, "test")
     with pytest.raises(ValueError, match="train.json is missing"):
-        tiffio.load_a431(tmp_path, "train")
+        a431.load_a431(tmp_path, "train")
     (tmp_path / "train.json").write_text(json.dumps([{"name": "x.tif", "locations": []}]))
     with pytest.raises(ValueError, match="has no image file"):
-        tiffio.load_a431(tmp_path, "train")
+        a431.load_a431(tmp_path, "train")
     with pytest.raises(ValueError, match="split must be"):
-        tiffio.load_a431(tmp_path, "val")
+        a431.load_a431(tmp_path, "val")
 
 
 # --------------------------------------------------------------------------- bundled data

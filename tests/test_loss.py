@@ -19,11 +19,17 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cellcutter_nb.core.loss import canvas_indices, cutter_loss, make_loss  # noqa: E402
+from cellcutter_nb.config import LossWeights, get_preset  # noqa: E402
+from cellcutter_nb.core.loss import canvas_indices, cutter_loss  # noqa: E402
 
 K = 8
 CANVAS = (40, 36)
 PARAMS = [dict(lam=3.32, log_base=10.0, beta=15.0), dict(lam=1.0, log_base=math.e, beta=20.0)]
+
+
+def weights(lam=3.32, log_base=10.0, beta=15.0):
+    """The loss weights of a preset with this λ, log base and β (defaults: the paper's)."""
+    return get_preset("paper").replace(lam=lam, log_base=log_base, beta=beta).loss_weights()
 
 
 def naive_loss(logits, offsets, valid, mask, lam, log_base, beta, eps=1e-7):
@@ -68,7 +74,7 @@ def test_canvas_loss_equals_naive_pairwise_loss():
     for seed, n_valid, n_pad in CASES:
         logits, offsets, valid, mask = make_case(seed, n_valid, n_pad)
         for par in PARAMS:
-            got = _terms(cutter_loss(logits, offsets, valid, mask, **par))
+            got = _terms(cutter_loss(logits, offsets, valid, mask, weights(**par)))
             ref = naive_loss(logits[..., 0], offsets, valid, mask, **par)
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
             worst = max(worst, float(np.abs(got - ref).max()))
@@ -78,41 +84,44 @@ def test_canvas_loss_equals_naive_pairwise_loss():
 
 def test_padding_patches_do_not_change_the_loss():
     logits, offsets, valid, mask = make_case(5, 6, 0)
-    base = _terms(cutter_loss(logits, offsets, valid, mask))
+    base = _terms(cutter_loss(logits, offsets, valid, mask, weights()))
     rng = np.random.default_rng(9)
     junk = rng.normal(0, 5, (4, K, K, 1)).astype(np.float32)
     padded = cutter_loss(np.concatenate([logits, junk]),
                          np.concatenate([offsets, rng.integers(0, 20, (4, 2))]).astype(np.int32),
-                         np.concatenate([valid, np.zeros(4, np.float32)]), mask)
+                         np.concatenate([valid, np.zeros(4, np.float32)]), mask, weights())
     np.testing.assert_allclose(_terms(padded), base, rtol=1e-6, atol=1e-6)
 
 
 def test_mask_term_vanishes_inside_mask_and_penalises_outside():
     logits, offsets, valid, _ = make_case(6, 7, 2)
-    inside = cutter_loss(logits, offsets, valid, np.ones(CANVAS, np.float32), beta=15.0)
+    inside = cutter_loss(logits, offsets, valid, np.ones(CANVAS, np.float32),
+                         weights(beta=15.0))
     assert float(inside.mask) == 0.0
-    outside = cutter_loss(logits, offsets, valid, np.zeros(CANVAS, np.float32), beta=15.0)
+    outside = cutter_loss(logits, offsets, valid, np.zeros(CANVAS, np.float32),
+                          weights(beta=15.0))
     assert float(outside.mask) == pytest.approx(-15.0 * float(outside.area), rel=1e-6)
     assert float(outside.total) > float(inside.total)
 
 
 def test_log_base_is_absorbed_into_lambda():
     logits, offsets, valid, mask = make_case(7, 9, 1)
-    paper = _terms(cutter_loss(logits, offsets, valid, mask, lam=3.32, log_base=10.0))
-    natural = _terms(cutter_loss(logits, offsets, valid, mask, lam=3.32 / math.log(10),
-                                 log_base=math.e))
+    paper = _terms(cutter_loss(logits, offsets, valid, mask, weights(lam=3.32, log_base=10.0)))
+    natural = _terms(cutter_loss(logits, offsets, valid, mask,
+                                 weights(lam=3.32 / math.log(10), log_base=math.e)))
     np.testing.assert_allclose(paper, natural, rtol=1e-6)
     # balanced λ: at y = 0.5 everywhere, two fully overlapping patches cancel area and overlap
     t = cutter_loss(np.zeros((2, K, K)), [[0, 0], [0, 0]], [1, 1], np.ones(CANVAS),
-                    lam=1 / math.log10(2), log_base=10.0)
+                    weights(lam=1 / math.log10(2), log_base=10.0))
     assert float(t.area) == pytest.approx(-K * K * 0.5)
     assert float(t.total) == pytest.approx(0.0, abs=1e-4)
 
 
-def test_make_loss_uses_preset_and_indices_are_flat():
+def test_preset_supplies_the_weights_and_indices_are_flat():
     logits, offsets, valid, mask = make_case(8, 4, 0)
-    a = _terms(make_loss("original_code")(logits, offsets, valid, mask))
-    b = _terms(cutter_loss(logits, offsets, valid, mask, lam=1.0, log_base=math.e, beta=20.0))
+    a = _terms(cutter_loss(logits, offsets, valid, mask,
+                           get_preset("original_code").loss_weights()))
+    b = _terms(cutter_loss(logits, offsets, valid, mask, LossWeights(lam_natural=1.0, beta=20.0)))
     np.testing.assert_array_equal(a, b)
     idx = keras.ops.convert_to_numpy(canvas_indices(offsets, K, CANVAS[1]))
     assert idx[0, 0, 0] == offsets[0, 0] * CANVAS[1] + offsets[0, 1]
@@ -121,9 +130,9 @@ def test_make_loss_uses_preset_and_indices_are_flat():
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="logits must have shape"):
-        cutter_loss(np.zeros((2, 4, 5)), [[0, 0]] * 2, [1, 1], np.ones((9, 9)))
+        cutter_loss(np.zeros((2, 4, 5)), [[0, 0]] * 2, [1, 1], np.ones((9, 9)), weights())
     with pytest.raises(ValueError, match="one \\(Hc, Wc\\) canvas"):
-        cutter_loss(np.zeros((2, 4, 4)), [[0, 0]] * 2, [1, 1], np.ones((1, 9, 9)))
+        cutter_loss(np.zeros((2, 4, 4)), [[0, 0]] * 2, [1, 1], np.ones((1, 9, 9)), weights())
 
 
 class _LossModel(keras.Model):
@@ -138,7 +147,7 @@ class _LossModel(keras.Model):
         return self.conv(x)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return cutter_loss(y_pred, *self.batch).total
+        return cutter_loss(y_pred, *self.batch, weights()).total
 
 
 def test_compiled_train_step_gives_finite_gradients():
@@ -160,16 +169,17 @@ JAX_SCRIPT = textwrap.dedent("""
     import numpy as np
     import jax, keras
     assert keras.backend.backend() == "jax"
+    from cellcutter_nb.config import LossWeights
     from cellcutter_nb.core.loss import cutter_loss
     data = np.load(sys.argv[1])
     out = {}
     for name in sorted({k.split("_")[0] for k in data.files}):
         lg, of, va, ma = (data[f"{name}_{s}"] for s in ("logits", "offsets", "valid", "mask"))
-        par = dict(lam=float(data[f"{name}_par"][0]), log_base=float(data[f"{name}_par"][1]),
-                   beta=float(data[f"{name}_par"][2]))
-        eager = [float(t) for t in cutter_loss(lg, of, va, ma, **par)]
-        jitted = jax.jit(lambda a, b, c, d: cutter_loss(a, b, c, d, **par))(lg, of, va, ma)
-        f = lambda a: cutter_loss(a, of, va, ma, **par).total
+        lam, log_base, beta = (float(v) for v in data[f"{name}_par"])
+        w = LossWeights(lam / math.log(log_base), beta)
+        eager = [float(t) for t in cutter_loss(lg, of, va, ma, w)]
+        jitted = jax.jit(lambda a, b, c, d: cutter_loss(a, b, c, d, w))(lg, of, va, ma)
+        f = lambda a: cutter_loss(a, of, va, ma, w).total
         g = np.asarray(jax.jit(jax.grad(f))(lg))
         g_extreme = np.asarray(jax.grad(f)(lg * 60.0))  # saturated sigmoids
         out[name] = dict(eager=eager, jit=[float(t) for t in jitted],
@@ -185,7 +195,7 @@ JAX_SCRIPT = textwrap.dedent("""
         def call(self, x):
             return self.conv(x)
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            return cutter_loss(y_pred, of, va, ma).total
+            return cutter_loss(y_pred, of, va, ma, LossWeights(3.32 / math.log(10), 15.0)).total
     m = M()
     m.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
     x = np.random.default_rng(1).normal(size=(len(va),) + lg.shape[1:3] + (2,)).astype("float32")

@@ -8,7 +8,9 @@ from scipy import ndimage as ndi
 
 from cellcutter_nb.data.field import Field
 from cellcutter_nb.data.synth import make_field
+from cellcutter_nb.metrics import foreground_iou
 from cellcutter_nb.prep import mask
+from cellcutter_nb.prep.scribbles import synthetic_scribbles
 
 
 @pytest.fixture(scope="module")
@@ -18,30 +20,30 @@ def field():
 
 @pytest.fixture(scope="module")
 def scribbles(field):
-    return mask.synthetic_scribbles(field, n_per_class=6, seed=0)
+    return synthetic_scribbles(field, n_per_class=6, seed=0)
 
 
 # --- acceptance on the synthetic benchmark -------------------------------------------
 
 def test_fl_graph_cut_iou(field):
     m = mask.graph_cut(field["fl"])
-    iou = mask.foreground_iou(m, field.mask)
+    iou = foreground_iou(m, field.mask)
     assert iou >= 0.85, iou
     # the plain Otsu threshold of the same image is clearly worse (bright junctions)
-    assert iou > mask.foreground_iou(mask.otsu_mask(field["fl"]), field.mask) + 0.1
+    assert iou > foreground_iou(mask.otsu_mask(field["fl"]), field.mask) + 0.1
 
 
 def test_fl_graph_cut_released_code_variant(field):
     m = mask.graph_cut(field["fl"], kappa=4.0, neighbourhood=8, pairwise="contrast")
-    assert mask.foreground_iou(m, field.mask) >= 0.85
+    assert foreground_iou(m, field.mask) >= 0.85
 
 
 def test_bf_scribble_mask_iou_where_otsu_fails(field, scribbles):
-    otsu = mask.foreground_iou(mask.otsu_mask(field["bf"]), field.mask)
+    otsu = foreground_iou(mask.otsu_mask(field["bf"]), field.mask)
     assert otsu < 0.6, otsu
     m, prob = mask.pixel_classifier_mask(field["bf"], scribbles, return_probability=True)
     assert prob.shape == field.shape and 0 <= prob.min() and prob.max() <= 1
-    iou = mask.foreground_iou(m, field.mask)
+    iou = foreground_iou(m, field.mask)
     assert iou >= 0.80, iou
 
 
@@ -59,7 +61,7 @@ def test_kappa_smooths(noisy_square):
     img, truth = noisy_square
     pieces = [ndi.label(mask.graph_cut(img, kappa=k, smooth_sigma=0))[1] for k in (0.05, 3.0)]
     assert pieces[0] > 5 and pieces[1] == 1
-    assert mask.foreground_iou(mask.graph_cut(img, kappa=3.0, smooth_sigma=0), truth) > 0.9
+    assert foreground_iou(mask.graph_cut(img, kappa=3.0, smooth_sigma=0), truth) > 0.9
 
 
 def test_alpha_shifts_boundary(noisy_square):
@@ -78,9 +80,9 @@ def test_constant_pairwise_is_exact_on_clean_image():
 
 def test_percentile_normalisation_loses_dim_cytoplasm(field):
     """The literal min–max/percentile reading of Eq. 2 drops cytoplasm (documented)."""
-    lit = mask.foreground_iou(mask.graph_cut(field["fl"], normalisation="percentile"),
+    lit = foreground_iou(mask.graph_cut(field["fl"], normalisation="percentile"),
                               field.mask)
-    cal = mask.foreground_iou(mask.graph_cut(field["fl"]), field.mask)
+    cal = foreground_iou(mask.graph_cut(field["fl"]), field.mask)
     assert lit < cal - 0.1
 
 
@@ -113,18 +115,18 @@ def test_synthetic_scribbles_placement(field, scribbles):
     n_bg = ndi.label(scribbles == 2)[1]
     assert n_cell == 6 and 5 <= n_bg <= 6  # background strokes may cross
     assert len(np.unique(labels[scribbles == 1])) == 6  # one stroke per cell
-    again = mask.synthetic_scribbles(field, n_per_class=6, seed=0)
-    other = mask.synthetic_scribbles(field, n_per_class=6, seed=1)
+    again = synthetic_scribbles(field, n_per_class=6, seed=0)
+    other = synthetic_scribbles(field, n_per_class=6, seed=1)
     assert np.array_equal(again, scribbles) and not np.array_equal(other, scribbles)
 
 
 def test_synthetic_scribbles_needs_ground_truth():
     f = Field({"bf": np.random.default_rng(0).random((32, 32))})
     with pytest.raises(ValueError, match="ground-truth"):
-        mask.synthetic_scribbles(f)
+        synthetic_scribbles(f)
     lab = np.ones((32, 32), np.uint32)  # no background at all
     with pytest.raises(ValueError, match="background"):
-        mask.synthetic_scribbles(Field({"bf": np.zeros((32, 32))}, labels=lab))
+        synthetic_scribbles(Field({"bf": np.zeros((32, 32))}, labels=lab))
 
 
 def test_pixel_classifier_bad_scribbles():
@@ -154,11 +156,11 @@ def test_pixel_features_shapes_and_chunking():
     a = mask.pixel_classifier_mask(img, s, n_estimators=10, chunk_size=100)
     b = mask.pixel_classifier_mask(img, s, n_estimators=10)
     assert np.array_equal(a, b)  # chunked prediction = one-shot prediction
-    assert mask.foreground_iou(a, truth) > 0.9
+    assert foreground_iou(a, truth) > 0.9
 
 
 def test_foreground_iou():
-    assert mask.foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
-    assert mask.foreground_iou(np.eye(2), np.ones((2, 2))) == 0.5
+    assert foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert foreground_iou(np.eye(2), np.ones((2, 2))) == 0.5
     with pytest.raises(ValueError, match="shape"):
-        mask.foreground_iou(np.zeros((2, 2)), np.zeros((3, 2)))
+        foreground_iou(np.zeros((2, 2)), np.zeros((3, 2)))

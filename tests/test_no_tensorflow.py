@@ -4,8 +4,8 @@ The GPU machines this project is benchmarked on have JAX with CUDA but no Tensor
 (and no TensorFlow wheel can be installed there). The check runs in a subprocess
 whose ``sys.meta_path`` starts with a finder that refuses every ``tensorflow*``
 module (as if it were not installed), imports the package and every one of its
-modules, trains a tiny model through :func:`cellcutter_nb.experiments.model_cache.fit` and checks that
-the scores are finite and that no TensorFlow module was loaded.
+modules, trains a tiny model through :func:`cellcutter_nb.experiments.model_cache.fit`
+and checks that the scores are finite and that no TensorFlow module was loaded.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent("""
 
     prof = config.get_profile("smoke").replace(field_size=128, max_epochs=1, steps_per_epoch=1,
                                                n_replicates=1)
-    run = model_cache.fit(prof, "paper", 0, ("fl", "nuc"), cache_dir=None)
+    run = model_cache.fit(prof, config.get_preset("paper"), 0, ("fl", "nuc"), cache_dir=None)
     scores = {k: v for k, v in run.scores.items()
               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")

@@ -8,15 +8,9 @@ from scipy import ndimage as ndi
 
 from cellcutter_nb import config
 from cellcutter_nb.core import nucleus
-from cellcutter_nb.core.nucleus import (
-    Fold,
-    calibrate_threshold,
-    cv_folds,
-    nucleus_target,
-    predict_tiled,
-    train_nucleus_model,
-)
+from cellcutter_nb.core.nucleus import nucleus_target, predict_tiled, train_nucleus_model
 from cellcutter_nb.experiments import predicted_markers
+from cellcutter_nb.experiments.predicted_markers import Fold, calibrate_threshold, cv_folds
 
 SMOKE = config.get_profile("smoke")
 

@@ -8,7 +8,6 @@ import pytest
 from cellcutter_nb import config
 from cellcutter_nb.core.batches import area_batches
 from cellcutter_nb.core.patches import (
-    centre_pixels,
     cut_patches,
     extract_patches,
     normalise_channels,
@@ -16,6 +15,7 @@ from cellcutter_nb.core.patches import (
     position_disks,
 )
 from cellcutter_nb.data.field import Field
+from cellcutter_nb.metrics import centre_pixels
 
 K = 16
 

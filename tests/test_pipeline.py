@@ -31,7 +31,7 @@ def test_markers_and_mask_come_from_the_images(field):
     found = find_markers(field)
     assert abs(len(found) - len(field.markers)) <= 2  # found, not copied from the truth
     assert not np.array_equal(found, field.markers)
-    m = foreground_mask(field)
+    m = foreground_mask(field, None, config.get_preset("paper"))
     assert ((m & field.mask).sum() / (m | field.mask).sum()) > 0.8
 
 
@@ -40,6 +40,6 @@ def test_clear_errors_without_nucleus_or_mask_source(field):
     with pytest.raises(ValueError, match="nuc"):
         find_markers(bf_only)
     with pytest.raises(ValueError, match="scribbles"):
-        foreground_mask(bf_only)
+        foreground_mask(bf_only, None, config.get_preset("paper"))
     with pytest.raises(ValueError, match="'auto'"):
         segment(field, ("fl",), "paper", TINY, mask="otsu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from cellcutter_nb.app import cli
 from cellcutter_nb.experiments import reproduce
 
 
@@ -48,10 +49,10 @@ def test_report_and_manifest_written(tmp_path):
 
 
 def test_cli_list_and_bad_profile(capsys):
-    assert reproduce.main(["reproduce", "--list"]) == 0
+    assert cli.main(["reproduce", "--list"]) == 0
     assert "01_data" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        reproduce.main(["reproduce", "--profile", "huge"])
+        cli.main(["reproduce", "--profile", "huge"])
 
 
 def test_rerun_skips_unchanged_notebooks_and_reruns_changed(tmp_path, capsys):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cellcutter_nb.data.realism import nearest_marker_partition, realism_stats
+from cellcutter_nb.data.realism import realism_stats
 from cellcutter_nb.data.synth import SynthParams, geometry_of, make_field
+from cellcutter_nb.prep.baseline import nearest_marker_partition
 
 
 # --- geometry -----------------------------------------------------------------------------

@@ -7,19 +7,16 @@ import pytest
 
 from cellcutter_nb import config
 from cellcutter_nb.core.batches import area_batches, transform_batch
+from cellcutter_nb.core.evaluate import patch_targets, recalibrate_batchnorm
 from cellcutter_nb.core.loss import cutter_loss
 from cellcutter_nb.core.model import build_unet
 from cellcutter_nb.core.patches import extract_patches
 from cellcutter_nb.core.supervised import train_supervised
-from cellcutter_nb.core.train import (
-    _stable,
-    patch_targets,
-    recalibrate_batchnorm,
-    train,
-)
+from cellcutter_nb.core.train import _stable, train
 from cellcutter_nb.data.field import Field
 from cellcutter_nb.data.synth import make_field
 
+PAPER = config.get_preset("paper")
 TINY = config.get_profile("smoke").replace(max_epochs=2, steps_per_epoch=1, unet_width=4,
                                            unet_depth=2, max_patches_per_area=64)
 
@@ -30,7 +27,7 @@ def small_field():
 
 
 def _batch(field):
-    ps = extract_patches(field, ("fl",), "paper")
+    ps = extract_patches(field, ("fl",), PAPER)
     return area_batches(ps, field.mask, 640, 64, rng=1)[0]
 
 
@@ -38,9 +35,10 @@ def _batch(field):
 def test_transform_is_equivalent_to_inverting_outputs(small_field, t):
     b = _batch(small_field)
     # a pointwise "network" commutes with flips/transposes: output = first channel
-    ref = cutter_loss(b.patches[..., 0] * 3, b.offsets, b.valid, b.mask)
+    ref = cutter_loss(b.patches[..., 0] * 3, b.offsets, b.valid, b.mask, PAPER.loss_weights())
     tb = transform_batch(b, t)
-    got = cutter_loss(tb.patches[..., 0] * 3, tb.offsets, tb.valid, tb.mask)
+    got = cutter_loss(tb.patches[..., 0] * 3, tb.offsets, tb.valid, tb.mask,
+                      PAPER.loss_weights())
     for r, g in zip(ref, got, strict=True):
         assert float(g) == pytest.approx(float(r), rel=1e-5, abs=1e-3)
     if t:
@@ -57,7 +55,7 @@ def test_patch_targets_pick_the_markers_cell():
     labels[10:30, 10:30] = 1
     labels[30:50, 10:30] = 2
     f = Field({"fl": np.ones((100, 100))}, labels=labels, markers=[[20.0, 20.0], [40.0, 20.0]])
-    ps = extract_patches(f, ("fl",), "paper")
+    ps = extract_patches(f, ("fl",), PAPER)
     t = patch_targets(labels, ps)
     assert t.shape == (2, 64, 64)
     assert t[0].sum() == 400 and t[1].sum() == 400
@@ -143,12 +141,12 @@ def test_stale_checkpoint_folder_does_not_skip_the_warm_start(small_field, tmp_p
                                                                monkeypatch):
     # a checkpoint of another run (different key) is ignored: training starts afresh, and
     # a fresh start includes the warm start
-    import cellcutter_nb.core.supervised
+    import cellcutter_nb.core.train
 
     one = TINY.replace(max_epochs=1)
     train(small_field, ("fl",), "paper", one, checkpoint_dir=tmp_path, progress=False)
     calls = []
-    monkeypatch.setattr(cellcutter_nb.core.supervised, "warm_start",
+    monkeypatch.setattr(cellcutter_nb.core.train, "warm_start",
                         lambda *args, **kwargs: calls.append(args[3]))
     fresh = train(small_field, ("fl",), "paper", one, mask=small_field.mask,
                   warm_start_epochs=2, checkpoint_dir=tmp_path, progress=False)

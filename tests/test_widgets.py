@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cellcutter_nb.app import widgets
-from cellcutter_nb.app.widgets import RANGES, TABLE1_CHANNELS, ExploreParams, check_params, explore
+from cellcutter_nb.app.widgets import RANGES, ExploreParams, check_params, explore
+from cellcutter_nb.channels import COMBINATIONS, combo_name
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def test_bad_settings_raise_value_error_before_training(changes, words, monkeypa
 
 
 def test_check_params_accepts_table1_names_and_dicts():
-    for name, chans in TABLE1_CHANNELS.items():
-        assert check_params(channels=name).channels == chans
+    for chans in COMBINATIONS:
+        assert check_params(channels=combo_name(chans)).channels == chans
     p = check_params({"channels": "bf,nuc", "lam": 1.44, "size": 256, "profile": "quick"})
     assert p.channels == ("bf", "nuc") and p.lam == 1.44 and p.size == 256
     assert p.budget == widgets.DEFAULT_SECONDS["quick"] <= 30

@@ -1,4 +1,7 @@
-"""``python -m cellcutter_nb segment``: segment your own images from the command line.
+"""``python -m cellcutter_nb``: segment your own images, or reproduce the paper.
+
+:func:`main` is the command line: ``reproduce`` reruns the notebooks
+(:func:`cellcutter_nb.experiments.reproduce.reproduce`), ``segment`` is described here.
 
 One call reads the images, finds the markers (nuclei on ``--nuc``, or a CSV), makes the
 foreground mask (graph cut of ``--fl``, or bright-field scribbles → random forest),
@@ -18,7 +21,8 @@ or interrupted run leaves no half-written file. Bad inputs end with one line
 ``error: ...`` on stderr and exit status 2.
 
 :func:`segment_files` is the same as a Python function (it raises instead of exiting);
-the safe model loader and the output writers are in :mod:`cellcutter_nb.app.outputs`.
+the output writers are in :mod:`cellcutter_nb.app.outputs`, the safe model loader is
+:func:`cellcutter_nb.core.model.load_model`.
 """
 
 from __future__ import annotations
@@ -33,43 +37,30 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CHANNELS, PRESETS, PROFILES, Preset, Profile, get_preset, get_profile
+from ..channels import check
+from ..config import PRESETS, PROFILES, Preset, Profile, get_preset, get_profile
+from ..core.integrate import predict_field
+from ..data import tiffio
 from ..data.field import Field, check_markers
-from .outputs import (
-    SegmentOutputs,
-    _overlay,
-    _temp_name,
-    cell_table,
-    load_model,
-    output_paths,
-)
+from ..experiments.reproduce import NotebookFailed, discover, reproduce
+from ..prep.mask import pixel_classifier_mask
+from .outputs import SegmentOutputs, cell_table, output_paths, temp_name, write_overlay
+from .pipeline import find_markers, foreground_mask, segment
 
-__all__ = ["add_segment_parser", "run_segment", "segment_files"]
+__all__ = ["add_segment_parser", "main", "run_segment", "segment_files"]
 
 #: Exit status of ``segment`` for a bad input (argparse uses 2 for bad options too).
 EXIT_BAD_INPUT = 2
 _LABEL_SUFFIXES = (".tif", ".tiff")
 
 
-# --- papermill parameters -------------------------------------------------------------------
 def _channels(spec: str | Sequence[str] | None, field: Field) -> tuple[str, ...]:
     """``"fl,nuc"`` (or a sequence) → checked channel names; default: all given ones."""
     if spec is None:
         names = field.channel_names
     else:
-        names = tuple(c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec))
-        names = tuple(c for c in names if c)
-        unknown = [c for c in names if c not in CHANNELS]
-        if unknown or not names:
-            raise ValueError(f"Unknown channel name(s) {unknown} in --channels {spec!r}; use "
-                             f"names from {list(CHANNELS)}, e.g. --channels fl,nuc.")
-        missing = [c for c in names if c not in field.channels]
-        if missing:
-            raise ValueError(f"--channels names {missing} but no such image was given "
-                             f"(there are {list(field.channel_names)}); add "
-                             f"--{missing[0]} FILE.")
-        if len(set(names)) != len(names):
-            raise ValueError(f"--channels {spec!r} repeats a name; list each channel once.")
+        names = check(spec, field.channel_names,
+                      hint=" (--channels fl,nuc; give each image with --fl/--bf/--nuc FILE)")
     for c in field.channel_names:
         if np.ptp(field[c]) == 0:
             raise ValueError(f"Channel {c!r} is constant (all pixels = {field[c].flat[0]:g}):"
@@ -95,9 +86,6 @@ def _scribbles(path: str | os.PathLike | None, shape: tuple[int, int]) -> np.nda
 def _mask(field: Field, scribbles: np.ndarray | None, preset: Preset,
           use_mask: bool) -> np.ndarray | None:
     """Scribbles → random forest (on bf, else fl); else graph cut of fl; or no mask."""
-    from ..prep.mask import pixel_classifier_mask
-    from .pipeline import foreground_mask
-
     if not use_mask:
         return None
     if scribbles is None and "fl" not in field.channels:
@@ -126,7 +114,6 @@ def _check_model(model: Any, channels: Sequence[str], preset: Preset) -> None:
                          f"{preset.patch_size}-px ones; use the preset it was trained with.")
 
 
-# --- the command ------------------------------------------------------------------------------
 def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc: Any = None,
                   markers: str | os.PathLike | None = None,
                   scribbles: str | os.PathLike | None = None,
@@ -183,9 +170,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     ValueError, FileNotFoundError
         Any bad input, before training starts.
     """
-    from ..core.integrate import predict_field
-    from ..data import tiffio as io
-    from . import pipeline
+    from ..core.model import load_model  # Keras on demand: not for bad input or --help
 
     say = log or (lambda msg: None)
     t0 = time.perf_counter()
@@ -208,7 +193,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
                          f"{preset.patch_size} px. Use a smaller --depth.")
     if fl is None and bf is None and nuc is None:
         raise ValueError("Give at least one image: --fl, --bf and/or --nuc.")
-    field = io.load_field(fl, bf, nuc, pixel_size=pixel_size)
+    field = tiffio.load_field(fl, bf, nuc, pixel_size=pixel_size)
     used = _channels(channels, field)
     net = None
     if model is not None:
@@ -220,13 +205,13 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
         if not path.is_file():
             raise FileNotFoundError(f"No such markers file: {path}")
         try:
-            mk = io.read_markers(path)
+            mk = tiffio.read_markers(path)
         except (ValueError, IndexError) as err:
             raise ValueError(f"Cannot read markers from {path.name}: {err}. Expected a CSV "
                              f"with columns row,col (or x,y), one marker per line.") from err
         mk = check_markers(mk, field.shape)
     else:
-        mk = pipeline.find_markers(field)
+        mk = find_markers(field)
     if len(mk) == 0:
         raise ValueError("No markers: the markers file is empty; give one (row, col) per "
                          "cell, or drop --markers to find nuclei on --nuc.")
@@ -238,7 +223,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
         mask = _mask(field, scr, preset, use_mask)
         if mask is not None:
             say(f"mask covers {mask.mean():.0%} of the image")
-        labels, net, history = pipeline.segment(
+        labels, net, history = segment(
             field, used, preset, prof, markers=mk, mask=mask, seed=seed, progress=progress,
             max_seconds=max_seconds)
         stopped = str(history.attrs.get("stopped", ""))
@@ -255,9 +240,9 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     temps: list[Path] = []
     try:
         for final in finals:
-            temps.append(_temp_name(final))
+            temps.append(temp_name(final))
         tifffile.imwrite(temps[0], labels, compression="zlib")
-        _overlay(temps[1], field[used[0]], labels,
+        write_overlay(temps[1], field[used[0]], labels,
                  f"{len(table)} cells, outlines on {used[0]}")
         table.to_csv(temps[2], index=False, float_format="%.6g")
         if outs.model:
@@ -338,4 +323,41 @@ def run_segment(args: argparse.Namespace) -> int:
     print(f"{res.n_cells} cells from {res.n_markers} markers; wrote "
           + ", ".join(str(p) for p in wrote))
     print(f"wall time {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m cellcutter_nb`` (``reproduce``, ``segment``).
+
+    Examples
+    --------
+    >>> main(["reproduce", "--list"])  # doctest: +ELLIPSIS
+    01_data
+    ...
+    0
+    """
+    parser = argparse.ArgumentParser(prog="python -m cellcutter_nb",
+                                     description="Reproduce Din & Yu (2021) with notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run the notebooks with papermill")
+    rep.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    rep.add_argument("--force", action="store_true",
+                     help="rerun notebooks even when their inputs are unchanged")
+    add_segment_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "segment":
+        return run_segment(args)
+    if args.list:
+        for nb in discover():
+            print(nb.stem)
+        return 0
+    try:
+        report = reproduce(args.profile, args.only, args.seed, force=args.force)
+    except (NotebookFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {report}")
     return 0

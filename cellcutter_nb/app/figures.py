@@ -17,6 +17,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
+from skimage.segmentation import find_boundaries
 
 #: Colours used across notebooks: per modality and for overlays.
 COLOURS = {"fl": "#d62728", "bf": "#7f7f7f", "nuc": "#1f77b4", "truth": "#ffd700",
@@ -83,12 +85,26 @@ def savefig(fig, name: str, outdir: str | Path | None = "figures") -> list[Path]
     return paths
 
 
+def boundaries(ax, labels: np.ndarray, colour: str, alpha: float = 1.0) -> None:
+    """Draw the inner boundaries of a label image (or a boolean mask) in one colour, over
+    whatever ``ax`` already shows.
+
+    Examples
+    --------
+    >>> fig, ax = subplots(1, 1)
+    >>> boundaries(ax, np.eye(4, dtype=int), COLOURS["truth"])
+    >>> len(ax.images)
+    1
+    """
+    edge = find_boundaries(np.asarray(labels, dtype=np.int64), mode="inner")
+    ax.imshow(np.ma.masked_where(~edge, edge), cmap=_single(colour), interpolation="nearest",
+              alpha=min(1.0, alpha))
+
+
 def outlines(ax, image: np.ndarray, labels: np.ndarray, colour: str = COLOURS["pred"],
              title: str = "", extra: np.ndarray | None = None,
              extra_colour: str = COLOURS["truth"]) -> None:
     """``image`` with the outlines of ``labels`` (and optionally a second label image)."""
-    from skimage.segmentation import find_boundaries
-
     show_image(ax, image, title=title)
     for lab, col in ((extra, extra_colour), (labels, colour)):
         if lab is not None:
@@ -97,9 +113,7 @@ def outlines(ax, image: np.ndarray, labels: np.ndarray, colour: str = COLOURS["p
                       interpolation="nearest")
 
 
-def _single(colour: str):
-    from matplotlib.colors import ListedColormap
-
+def _single(colour: str) -> ListedColormap:
     return ListedColormap([colour])
 
 
@@ -133,8 +147,6 @@ def training_traces(history, references: dict[str, float] | None = None,
 def patch_gallery(patches: np.ndarray, probs: np.ndarray, targets: np.ndarray | None = None,
                   n: int = 8, channel: int = 0, seed: int = 0):
     """Fig. 3 style: input patches (top) and network outputs (bottom), truth outlined."""
-    from skimage.segmentation import find_boundaries
-
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(patches), size=min(n, len(patches)), replace=False))
     fig, axes = subplots(2, len(pick), size=1.6)
@@ -201,3 +213,20 @@ def ours_vs_paper(summary, paper: dict, title: str = "", ylabel: str = "per-cell
     ax.set(ylabel=ylabel, ylim=(0, 1), title=title)
     ax.legend(fontsize=7, ncols=2, loc="lower center")
     return fig
+
+
+def composite(nuc: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Fig. 5 (d, i): experimental nucleus image in red, synthetic in green (RGB float).
+
+    Examples
+    --------
+    >>> composite(np.eye(3), np.ones((3, 3))).shape
+    (3, 3, 3)
+    """
+    def stretch(a: np.ndarray) -> np.ndarray:
+        lo, hi = np.percentile(a, [0.5, 99.5])
+        return np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+
+    rgb = np.zeros((*np.shape(nuc), 3))
+    rgb[..., 0], rgb[..., 1] = stretch(np.asarray(nuc, float)), stretch(np.asarray(synthetic))
+    return rgb

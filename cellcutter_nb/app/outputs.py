@@ -1,4 +1,9 @@
-"""What ``segment`` writes: label TIFF, outline overlay, per-cell table; the safe model loader.
+"""What ``segment`` writes: label TIFF, outline overlay PNG, per-cell table.
+
+:func:`output_paths` checks and names the files before any work; :func:`cell_table`,
+:func:`write_overlay` and :func:`temp_name` are what
+:func:`cellcutter_nb.app.cli.segment_files` writes them with (the safe model loader is
+:func:`cellcutter_nb.core.model.load_model`).
 
 Examples
 --------
@@ -14,60 +19,18 @@ from __future__ import annotations
 
 import os
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..data.field import Field
+from .figures import STYLE, outlines
 
 _LABEL_SUFFIXES = (".tif", ".tiff")
-
-
-def load_model(path: str | os.PathLike) -> Any:
-    """Load a UNet saved by ``--save-model`` / ``model.save`` (``.keras``, safe mode).
-
-    A training checkpoint (``checkpoint.keras`` of :func:`cellcutter_nb.core.train.train`)
-    also works: its UNet is returned.
-
-    Raises
-    ------
-    FileNotFoundError
-        No such file.
-    ValueError
-        Not a ``.keras`` file, truncated or corrupt, or not a segmentation UNet
-        (the message says how to get a valid one).
-    """
-    path = Path(path).expanduser()
-    fix = ("re-save the model with `python -m cellcutter_nb segment ... --save-model "
-           "model.keras` (or `model.save('model.keras')`), or drop --model to train anew")
-    if not path.is_file():
-        raise FileNotFoundError(f"No such model file: {path}")
-    if path.suffix != ".keras":
-        raise ValueError(f"{path.name} is not a .keras model file; {fix}.")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a valid Keras model: the file is truncated or not "
-                         f"a .keras archive (copy incomplete?); {fix}.")
-    from ..backend import keras
-    from ..core.train import CutterModel  # registers the class for deserialisation
-
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception as err:  # keras raises many types for a corrupt archive
-        raise ValueError(f"{path} is not a valid Keras model ({type(err).__name__}: "
-                         f"{str(err)[:200]}); {fix}.") from err
-    if isinstance(model, CutterModel):
-        model = model.unet
-    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
-    if (not isinstance(model, keras.Model) or len(shape_in) != 4 or len(shape_out) != 4
-            or shape_out[-1] != 1 or shape_in[1] != shape_in[2] or shape_in[-1] < 2):
-        raise ValueError(f"{path} holds a model with input {shape_in} and output "
-                         f"{shape_out}, not a segmentation UNet (B, k, k, C+1) → (B, k, k, 1);"
-                         f" {fix}.")
-    return model
 
 
 # --- outputs ----------------------------------------------------------------------------------
@@ -164,13 +127,17 @@ def cell_table(labels: np.ndarray, field: Field, markers: np.ndarray | None = No
     return pd.DataFrame(table)
 
 
-def _overlay(path: Path, image: np.ndarray, labels: np.ndarray, title: str) -> None:
-    """Outlines of ``labels`` on ``image`` as a PNG of about the image's own pixel size."""
-    import matplotlib as mpl
-    from matplotlib.figure import Figure
+def write_overlay(path: Path, image: np.ndarray, labels: np.ndarray, title: str) -> None:
+    """Outlines of ``labels`` on ``image`` as a PNG of about the image's own pixel size.
 
-    from .figures import STYLE, outlines
-
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "overlay.png"
+    >>> write_overlay(path, np.zeros((8, 8)), np.eye(8, dtype=int), "1 cell")
+    >>> path.read_bytes()[:4]
+    b'\\x89PNG'
+    """
     h, w = image.shape
     dpi = 100 * max(1, int(np.ceil(600 / max(h, w))))  # small images are enlarged
     with mpl.rc_context(STYLE):
@@ -183,11 +150,15 @@ def _overlay(path: Path, image: np.ndarray, labels: np.ndarray, title: str) -> N
         fig.savefig(path, dpi=dpi, format="png")
 
 
-def _temp_name(final: Path) -> Path:
+def temp_name(final: Path) -> Path:
     """A hidden name next to ``final``, same suffix (Keras insists on .keras); the writers
-    create the file, so it gets the usual permissions (``mkstemp`` would give 0600)."""
+    create the file, so it gets the usual permissions (``mkstemp`` would give 0600).
+
+    Examples
+    --------
+    >>> name = temp_name(Path("out/labels.tif"))
+    >>> name.parent.as_posix(), name.name.startswith(".labels."), name.suffix
+    ('out', True, '.tif')
+    """
     return final.with_name(f".{final.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
                            f".part{final.suffix}")
-
-
-# --- inputs -----------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """The whole method in one call: markers → mask → unsupervised training → label image.
 
+:func:`segment` is an entry point: it takes the preset and profile by name (or as
+objects) and resolves them once; :func:`find_markers` and :func:`foreground_mask` are its
+first two steps. :func:`compare_to_position_only` describes a segmentation without
+ground truth beside the position-only partition (notebook 12).
+
 Examples
 --------
 >>> from cellcutter_nb.data import synth
@@ -20,8 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import Preset, Profile, get_preset
+from ..config import Preset, Profile, get_preset, get_profile
+from ..core.integrate import predict_field
 from ..data.field import Field, check_markers
+from ..metrics import agreement, describe, summarize
+from ..prep.markers import markers_from_labels, nuclei_from_image
+from ..prep.mask import graph_cut, pixel_classifier_mask
 
 
 def find_markers(field: Field) -> np.ndarray:
@@ -33,29 +42,25 @@ def find_markers(field: Field) -> np.ndarray:
         If the field has no nucleus channel (pass markers yourself, e.g. from blob
         detection on a synthetic nucleus image).
     """
-    from ..prep.markers import markers_from_labels, nuclei_from_image
-
     if "nuc" not in field.channels:
         raise ValueError("The field has no 'nuc' channel to find markers on; pass "
                          "markers=(N, 2) array of (row, col) instead.")
     return markers_from_labels(nuclei_from_image(field["nuc"], pixel_size=field.pixel_size))
 
 
-def foreground_mask(field: Field, scribbles: np.ndarray | None = None,
-                    preset: str | Preset = "paper") -> np.ndarray:
+def foreground_mask(field: Field, scribbles: np.ndarray | None, preset: Preset) -> np.ndarray:
     """The mask M of Eq. 1: graph cut of ``fl`` or, for bright-field, scribbles → forest → cut.
+
+    The graph cut follows the preset (``graph_cut_neighbourhood``, ``graph_cut_pairwise``).
 
     Raises
     ------
     ValueError
         Bright-field only and no scribbles: the grey level cannot separate cells there.
     """
-    from ..prep.mask import graph_cut, pixel_classifier_mask
-
-    p = get_preset(preset)
     if "fl" in field.channels:
-        return graph_cut(field["fl"], neighbourhood=p.graph_cut_neighbourhood,
-                         pairwise=p.graph_cut_pairwise)
+        return graph_cut(field["fl"], neighbourhood=preset.graph_cut_neighbourhood,
+                         pairwise=preset.graph_cut_pairwise)
     if "bf" in field.channels and scribbles is not None:
         return pixel_classifier_mask(field["bf"], scribbles)
     raise ValueError("No fluorescence channel for a graph-cut mask: give bright-field "
@@ -102,9 +107,9 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         One row per epoch; ``history.attrs`` holds ``markers``, ``mask``, ``stopped``,
         ``seconds`` and ``patches_per_second``.
     """
-    from ..core.integrate import predict_field
-    from ..core.train import train
+    from ..core.train import train  # Keras on demand: not for the markers or mask
 
+    preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
     markers = find_markers(field) if markers is None else check_markers(markers, field.shape)
     if isinstance(mask, str):
         if mask != "auto":
@@ -117,3 +122,40 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,
                          seconds=result.seconds, patches_per_second=result.patches_per_second)
     return labels, result.model, history
+
+
+def compare_to_position_only(labels: np.ndarray, position_only: np.ndarray, n_markers: int,
+                             mask: np.ndarray) -> pd.DataFrame:
+    """A segmentation without ground truth beside the position-only partition.
+
+    Parameters
+    ----------
+    labels : ndarray (H, W) of int
+        The segmentation (label k belongs to marker k - 1).
+    position_only : ndarray (H, W) of int
+        :func:`cellcutter_nb.prep.baseline.nearest_marker_partition` of the same markers.
+    n_markers : int
+        Number of markers.
+    mask : ndarray (H, W) of bool
+        The foreground mask M.
+
+    Returns
+    -------
+    DataFrame indexed by ``method`` (``unsupervised``, ``position only``)
+        :func:`cellcutter_nb.metrics.describe` of each, and ``miou_vs_position_only``
+        (their agreement, :func:`cellcutter_nb.metrics.agreement`).
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 2, 0]]); pos = np.array([[1, 2, 2, 0]])
+    >>> t = compare_to_position_only(lab, pos, 2, np.array([[1, 1, 1, 0]], bool))
+    >>> t["markers_with_cell"].tolist(), t["miou_vs_position_only"].round(3).tolist()
+    ([1.0, 1.0], [0.5, 1.0])
+    """
+    agree = summarize(agreement(labels, position_only))["miou"].iloc[0]
+    table = pd.DataFrame({
+        "unsupervised": {**describe(labels, n_markers, mask), "miou_vs_position_only": agree},
+        "position only": {**describe(position_only, n_markers, mask),
+                          "miou_vs_position_only": 1.0}}).T
+    table.index.name = "method"
+    return table

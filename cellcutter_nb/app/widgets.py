@@ -32,14 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import CHANNELS, PROFILES, Profile, get_preset, get_profile
+from .. import channels as chan
+from ..channels import CHANNELS
+from ..config import PROFILES, Profile, get_preset, get_profile
+from ..core.integrate import predict_field
 from ..data.field import Field
+from ..data.synth import make_field
+from ..metrics import per_cell_iou
+from ..prep.baseline import nearest_marker_partition
+from ..prep.mask import graph_cut, pixel_classifier_mask
+from ..prep.scribbles import synthetic_scribbles
+from . import figures
 
 _PAPER = get_preset("paper")
-#: Table 1's channel combinations (row name → channels the network sees).
-TABLE1_CHANNELS: dict[str, tuple[str, ...]] = {
-    "FL": ("fl",), "FL+Nuc": ("fl", "nuc"), "BF": ("bf",), "BF+Nuc": ("bf", "nuc"),
-    "FL+BF": ("fl", "bf"), "FL+BF+Nuc": ("fl", "bf", "nuc")}
 #: (min, max, step) of the explorer's sliders; :func:`check_params` enforces the same.
 RANGES: dict[str, tuple[float, float, float]] = {
     "lam": (0.25, 10.0, 0.01), "beta": (0.0, 50.0, 0.5), "position_sigma": (2.0, 40.0, 0.5),
@@ -105,44 +110,6 @@ class ExploreResult:
     stopped: str
 
 
-def channel_names(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """Channels from names, ``"fl,nuc"`` or a Table 1 row name, checked.
-
-    Raises
-    ------
-    ValueError
-        No channel, an unknown or repeated name, or the nucleus channel alone (it
-        carries no cell-boundary information).
-
-    Examples
-    --------
-    >>> channel_names("BF+Nuc"), channel_names("fl, nuc"), channel_names(["fl"])
-    (('bf', 'nuc'), ('fl', 'nuc'), ('fl',))
-    >>> channel_names([])
-    Traceback (most recent call last):
-    ...
-    ValueError: No channel selected: tick at least one of fl, bf (nuc may be added).
-    """
-    if isinstance(spec, str):
-        rows = {k.lower(): v for k, v in TABLE1_CHANNELS.items()}
-        names = rows.get(spec.strip().lower()) or tuple(
-            c.strip() for c in spec.split(",") if c.strip())
-    else:
-        names = tuple(spec)
-    if not names:
-        raise ValueError("No channel selected: tick at least one of fl, bf (nuc may be added).")
-    unknown = [c for c in names if c not in CHANNELS]
-    if unknown:
-        raise ValueError(f"Unknown channel(s) {unknown}: use {list(CHANNELS)} or a Table 1 "
-                         f"row name {list(TABLE1_CHANNELS)}.")
-    if len(set(names)) != len(names):
-        raise ValueError(f"Channels {list(names)} repeat a name; list each once.")
-    if set(names) == {"nuc"}:
-        raise ValueError("The nucleus channel alone shows no cell borders: add fl or bf "
-                         f"(Table 1's combinations are {list(TABLE1_CHANNELS)}).")
-    return tuple(c for c in CHANNELS if c in names)
-
-
 def _number(name: str, value: Any, integer: bool = False) -> float:
     lo, hi, _ = RANGES[name]
     kind = Integral if integer else Real
@@ -184,7 +151,8 @@ def check_params(params: ExploreParams | Mapping[str, Any] | None = None,
     return dataclasses.replace(
         p, lam=_number("lam", p.lam), beta=_number("beta", p.beta),
         position_sigma=_number("position_sigma", p.position_sigma),
-        channels=channel_names(p.channels), use_mask=bool(p.use_mask),
+        channels=chan.check(p.channels, cell_channel=True, canonical=True),
+        use_mask=bool(p.use_mask),
         size=_number("size", p.size, True), field_seed=_number("field_seed", p.field_seed, True),
         seed=_number("seed", p.seed, True),
         max_seconds=None if p.max_seconds is None else float(p.max_seconds))
@@ -193,15 +161,11 @@ def check_params(params: ExploreParams | Mapping[str, Any] | None = None,
 @lru_cache(maxsize=4)
 def make_area(field_seed: int, size: int) -> Field:
     """The synthetic area (cached: moving a slider does not regenerate it)."""
-    from ..data.synth import make_field
-
     return make_field(seed=field_seed, shape=size)
 
 
 def area_mask(field: Field, channels: Sequence[str], seed: int = 0) -> np.ndarray:
     """Graph cut of ``fl`` when it is used; else synthetic scribbles → forest on ``bf``."""
-    from ..prep.mask import graph_cut, pixel_classifier_mask, synthetic_scribbles
-
     if "fl" in channels:
         return graph_cut(field["fl"], neighbourhood=_PAPER.graph_cut_neighbourhood,
                          pairwise=_PAPER.graph_cut_pairwise)
@@ -261,10 +225,7 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     ValueError
         Invalid settings (before anything is trained).
     """
-    from ..core.integrate import predict_field
-    from ..core.train import train
-    from ..data.realism import nearest_marker_partition
-    from ..metrics import per_cell_iou
+    from ..core.train import train  # Keras on demand: not for checking the settings
 
     p = check_params(params, **changes)
     preset = _PAPER.replace(lam=p.lam, beta=p.beta, position_sigma=p.position_sigma)
@@ -292,8 +253,6 @@ def explore_figure(field: Field, labels: np.ndarray, position_only: np.ndarray,
     """Outlines (cyan) over the truth (yellow) for both partitions and the IoU histograms."""
     import matplotlib.pyplot as plt
 
-    from . import figures
-
     image = field[params.channels[0]]
     fig, axes = figures.subplots(1, 3, size=3.2)
     for ax, lab, name in ((axes[0, 0], labels, "unsupervised"),
@@ -308,9 +267,7 @@ def explore_figure(field: Field, labels: np.ndarray, position_only: np.ndarray,
     ax.set_ylabel("cells")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    rows = {v: k for k, v in TABLE1_CHANNELS.items()}
-    name = rows.get(params.channels, "+".join(params.channels))
-    fig.suptitle(f"{name}, λ={params.lam:g}, β={params.beta:g}"
+    fig.suptitle(f"{chan.combo_name(params.channels)}, λ={params.lam:g}, β={params.beta:g}"
                  f"{'' if params.use_mask else ' (no mask)'}, σ={params.position_sigma:g}; "
                  f"area {params.size}² seed {params.field_seed}, {params.profile}", fontsize=8)
     plt.close(fig)  # shown explicitly (show_figure), never twice

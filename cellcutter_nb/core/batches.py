@@ -46,8 +46,8 @@ import numpy as np
 from ..config import Preset, Profile
 from .patches import PatchSet
 
-__all__ = ["AreaBatch", "area_batches", "epoch_batches", "fill_padding", "n_transforms",
-           "transform_batch", "trim_padding"]
+__all__ = ["AreaBatch", "area_batches", "dihedral", "epoch_batches", "fill_padding",
+           "n_transforms", "transform_batch", "trim_padding"]
 
 
 @dataclass
@@ -204,25 +204,45 @@ def n_transforms(preset: Preset) -> int:
     return 8 if preset.augment == "dihedral" else 4
 
 
-def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
-    """Apply dihedral transform ``t`` (bit 0 flip rows, bit 1 flip cols, bit 2 transpose).
+def dihedral(stack: np.ndarray, t: int) -> np.ndarray:
+    """Dihedral transform ``t`` of a stack of square images (N, k, k, ...): bit 0 flips
+    the rows, bit 1 the columns, bit 2 transposes (a view, not a copy).
 
-    Patches, their offsets on the square canvas and the mask canvas are transformed
-    together, so Eq. 1 of the transformed batch equals Eq. 1 of the original batch
-    with the inverse transform applied to the network outputs.
+    Examples
+    --------
+    >>> x = np.arange(4).reshape(1, 2, 2)
+    >>> dihedral(x, 1)[0].tolist(), dihedral(x, 4)[0].tolist()
+    ([[2, 3], [0, 1]], [[0, 2], [1, 3]])
     """
     if not 0 <= t < 8:
         raise ValueError(f"transform index must be in 0..7, got {t}.")
-    side, k = batch.mask.shape[0], batch.patches.shape[1]
-    patches, offsets, mask = batch.patches, batch.offsets.copy(), batch.mask
     if t & 1:
-        patches, mask = patches[:, ::-1], mask[::-1]
+        stack = stack[:, ::-1]
+    if t & 2:
+        stack = stack[:, :, ::-1]
+    if t & 4:
+        stack = stack.swapaxes(1, 2)
+    return stack
+
+
+def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
+    """Apply dihedral transform ``t`` (bit 0 flip rows, bit 1 flip cols, bit 2 transpose).
+
+    Patches (:func:`dihedral`), their offsets on the square canvas and the mask canvas
+    are transformed together, so Eq. 1 of the transformed batch equals Eq. 1 of the
+    original batch with the inverse transform applied to the network outputs.
+    """
+    patches = dihedral(batch.patches, t)
+    side, k = batch.mask.shape[0], batch.patches.shape[1]
+    offsets, mask = batch.offsets.copy(), batch.mask
+    if t & 1:
+        mask = mask[::-1]
         offsets[:, 0] = side - k - offsets[:, 0]
     if t & 2:
-        patches, mask = patches[:, :, ::-1], mask[:, ::-1]
+        mask = mask[:, ::-1]
         offsets[:, 1] = side - k - offsets[:, 1]
     if t & 4:
-        patches, mask = patches.transpose(0, 2, 1, 3), mask.T
+        mask = mask.T
         offsets = offsets[:, ::-1]
     return replace(batch, patches=np.ascontiguousarray(patches),
                    offsets=np.ascontiguousarray(offsets, dtype=np.int32),

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Preset, get_preset
-from ..data.field import Field, check_markers
-from .patches import cut_patches, normalise_channels, patch_inside
+from ..config import Preset
+from ..data.field import Field
+from .patches import cut_patches, normalise_channels, patch_markers
 
 __all__ = ["LabelCanvas", "integrate", "predict_field"]
 
@@ -168,13 +168,14 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def predict_field(model: Any, field: Field, channels: Sequence[str],
-                  preset: str | Preset = "paper", batch_size: int = 256,
+                  preset: Preset, batch_size: int = 256,
                   markers: np.ndarray | None = None, threshold: float = 0.5,
                   drop_border: bool | None = None,
                   return_max_prob: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a whole field: patches of all markers → model → integrated labels.
 
-    Patches are cut (as in :func:`cellcutter_nb.core.patches.extract_patches`), run through
+    Patches are cut for the markers :func:`cellcutter_nb.core.patches.patch_markers`
+    selects (as in :func:`~cellcutter_nb.core.patches.extract_patches`), run through
     ``model.predict_on_batch`` in chunks of ``batch_size`` (the last chunk is
     zero-padded, so one compiled shape is used) and merged into the label canvas
     chunk by chunk: memory is bounded by the chunk, not the number of markers.
@@ -193,7 +194,7 @@ def predict_field(model: Any, field: Field, channels: Sequence[str],
         The field to segment.
     channels : sequence of str
         Image channels the model was trained on, same order.
-    preset : str or Preset
+    preset : Preset
         Patch size, position σ and border handling.
     batch_size : int
         Patches per model call.
@@ -203,6 +204,8 @@ def predict_field(model: Any, field: Field, channels: Sequence[str],
         Background threshold (0.5).
     drop_border : bool, optional
         Override ``preset.drop_border_patches`` (dropped markers get no label).
+        ``markers`` and ``drop_border`` are those of
+        :func:`~cellcutter_nb.core.patches.patch_markers`.
     return_max_prob : bool
         Also return the per-pixel winning probability.
 
@@ -213,6 +216,7 @@ def predict_field(model: Any, field: Field, channels: Sequence[str],
 
     Examples
     --------
+    >>> from cellcutter_nb.config import get_preset
     >>> from cellcutter_nb.core.model import build_unet
     >>> f = Field({"fl": np.random.default_rng(0).random((40, 40))},
     ...           markers=[[10.0, 10.0], [30.0, 25.0]])
@@ -221,25 +225,16 @@ def predict_field(model: Any, field: Field, channels: Sequence[str],
     >>> lab.shape, lab.dtype.name, set(np.unique(lab)) <= {0, 1, 2}
     ((40, 40), 'uint32', True)
     """
-    preset = get_preset(preset)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if markers is None:
-        if field.markers is None:
-            raise ValueError("The field has no markers; pass markers=... (N, 2).")
-        markers = field.markers
-    markers = check_markers(markers, field.shape)
-    k = preset.patch_size
-    index = np.arange(len(markers))
-    drop = preset.drop_border_patches if drop_border is None else bool(drop_border)
-    if drop:
-        index = index[patch_inside(markers, field.shape, k)]
+    markers, index = patch_markers(field, preset, markers, drop_border)
     image = normalise_channels(field, channels)
     canvas = LabelCanvas(field.shape, threshold)
     size = chunk_size(len(index), batch_size)
     for start in range(0, len(index), size):
         chunk = index[start:start + size]
-        patches, origins = cut_patches(image, markers[chunk], k, preset.position_sigma)
+        patches, origins = cut_patches(image, markers[chunk], preset.patch_size,
+                                       preset.position_sigma)
         canvas.add(chunk_probabilities(model, patches, size)[..., None], origins, chunk + 1)
     if return_max_prob:
         return canvas.labels, canvas.max_prob

@@ -13,8 +13,9 @@ implemented.
 
 Logarithm base: the paper's "balanced" λ = 3.32 (Eq. 3) only works out for log base
 10 (1 / log10 2 = 3.32); the released code uses the natural log with λ = 1. Both are
-expressed here as ``λ log_b(x) = λ_e ln(x)`` with ``λ_e = λ / ln b`` (3.32 / ln 10 =
-1.44 ≈ 1 / ln 2).
+expressed as ``λ log_b(x) = λ_e ln(x)`` with ``λ_e = λ / ln b`` (3.32 / ln 10 = 1.44 ≈
+1 / ln 2): the preset computes λ_e (:attr:`~cellcutter_nb.config.Preset.lam_natural`) and
+hands it, with β, to the loss as one :class:`~cellcutter_nb.config.LossWeights`.
 
 Computation: ``log(1 - y) = -softplus(logit)`` (numerically stable, clipped at
 ``log ε``) of every valid patch is scatter-added into the flat canvas with
@@ -25,12 +26,15 @@ carry ``valid = 0``), so the function works inside ``jax.jit`` / ``tf.function``
 
 Examples
 --------
+>>> import math
 >>> import numpy as np
+>>> from cellcutter_nb.config import LossWeights
 >>> from cellcutter_nb.core.loss import cutter_loss
 >>> logits = np.zeros((2, 4, 4, 1), np.float32)         # y = 0.5 everywhere
 >>> offsets = np.array([[0, 0], [0, 2]], np.int32)     # overlap on 4×2 pixels
+>>> weights = LossWeights(lam_natural=1 / math.log(2), beta=15.0)   # λ = 1 for log base 2
 >>> terms = cutter_loss(logits, offsets, np.ones(2, np.float32), np.ones((8, 8), np.float32),
-...                     lam=1.0, log_base=2.0, beta=15.0)
+...                     weights)
 >>> [round(float(t), 4) for t in terms]  # total, area, overlap, mask
 [-4.0, -8.0, 4.0, 0.0]
 """
@@ -38,15 +42,14 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..backend import keras  # quiet Keras import (TensorFlow logs); never at package import
-from ..config import Preset, get_preset
+from ..config import LossWeights
 
 ops = keras.ops
 
-__all__ = ["LossTerms", "cutter_loss", "make_loss", "canvas_indices"]
+__all__ = ["LossTerms", "cutter_loss", "canvas_indices"]
 
 #: Default clipping of 1 - y inside the logarithm (Keras' epsilon).
 EPSILON = 1e-7
@@ -92,8 +95,7 @@ def canvas_indices(offsets: Any, patch_size: int, canvas_width: int) -> Any:
     return ops.expand_dims(rows, 2) * canvas_width + ops.expand_dims(cols, 1)
 
 
-def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, *, lam: float = 3.32,
-                log_base: float = 10.0, beta: float = 15.0,
+def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, weights: LossWeights, *,
                 eps: float = EPSILON) -> LossTerms:
     """Eq. 1 (explained form) for one area batch, from logits.
 
@@ -108,12 +110,9 @@ def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, *, lam: float 
         1 for real patches, 0 for padding; padding changes nothing.
     mask : tensor, shape (Hc, Wc)
         Foreground mask M on the canvas (1 inside, 0 outside / off the image).
-    lam : float
-        λ, weight of the overlap term, for logarithms of base ``log_base``.
-    log_base : float
-        Base b of the logarithm (10 for the paper's λ = 3.32, *e* for the code's λ = 1).
-    beta : float
-        β, weight of the penalty on y outside the mask (0 disables the mask).
+    weights : LossWeights
+        λ for the natural logarithm and β (0 disables the mask term), from
+        :meth:`cellcutter_nb.config.Preset.loss_weights`.
     eps : float
         ``1 - y`` is clipped at ``eps`` inside the logarithm.
 
@@ -127,12 +126,10 @@ def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, *, lam: float 
     --------
     >>> import numpy as np
     >>> t = cutter_loss(np.full((1, 2, 2), 20.0), [[0, 0]], [1.0], np.zeros((2, 2)),
-    ...                 lam=1.0, beta=2.0)
+    ...                 LossWeights(lam_natural=1.0, beta=2.0))
     >>> round(float(t.area), 4), abs(round(float(t.overlap), 4)), round(float(t.mask), 4)
     (-4.0, 0.0, 8.0)
     """
-    if log_base <= 1:
-        raise ValueError(f"log_base must be > 1 (10 or e), got {log_base}.")
     logits = ops.cast(ops.convert_to_tensor(logits), "float32")
     if len(logits.shape) == 4:
         logits = ops.squeeze(logits, axis=-1)
@@ -158,29 +155,7 @@ def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, *, lam: float 
     outside = 1.0 - ops.take(ops.reshape(mask, (-1,)), idx)
 
     n = ops.maximum(ops.sum(v), 1.0)
-    lam_e = lam / math.log(log_base)
     area = -ops.sum(y) / n
-    overlap = -lam_e * ops.sum(y * others) / n
-    mask_term = beta * ops.sum(y * outside) / n
+    overlap = -weights.lam_natural * ops.sum(y * others) / n
+    mask_term = weights.beta * ops.sum(y * outside) / n
     return LossTerms(area + overlap + mask_term, area, overlap, mask_term)
-
-
-def make_loss(preset: str | Preset = "paper", eps: float = EPSILON) -> Callable[..., LossTerms]:
-    """:func:`cutter_loss` with λ, log base and β taken from a preset.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> loss = make_loss("original_code")
-    >>> t = loss(np.zeros((1, 2, 2)), [[0, 0]], [1.0], np.ones((2, 2)))
-    >>> round(float(t.total), 4)
-    -2.0
-    """
-    p = get_preset(preset)
-
-    def loss(logits: Any, offsets: Any, valid: Any, mask: Any) -> LossTerms:
-        return cutter_loss(logits, offsets, valid, mask, lam=p.lam, log_base=p.log_base,
-                           beta=p.beta, eps=eps)
-
-    loss.__doc__ = f"Eq. 1 with λ={p.lam}, log base {p.log_base:g}, β={p.beta} ({p.name})."
-    return loss

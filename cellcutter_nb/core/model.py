@@ -1,4 +1,6 @@
-"""The segmentation UNet of the paper (Fig. S1), as the authors' released code builds it.
+"""The segmentation UNet of the paper (Fig. S1), as the authors' released code builds it,
+seeded and sized by a profile (:func:`build_model`), and loaded back safely
+(:func:`load_model`).
 
 Per level: two 3×3 convolutions with ReLU (``he_normal`` initialisation, 'same'
 padding) followed by BatchNormalization. The encoder has ``depth`` 2×2 max-poolings;
@@ -27,11 +29,18 @@ Examples
 
 from __future__ import annotations
 
+import os
+import zipfile
+from pathlib import Path
+
 from ..backend import keras  # quiet Keras import (TensorFlow logs); never at package import
+from ..config import Profile
+from .patches import PatchSet
+from .step import CutterModel  # registers the class, so checkpoints deserialise
 
 layers = keras.layers
 
-__all__ = ["build_unet", "level_filters"]
+__all__ = ["build_model", "build_unet", "level_filters", "load_model", "seed_everything"]
 
 #: Cap on the growth of the filter count: the deepest levels keep 8·width filters.
 MAX_WIDTH_FACTOR = 8
@@ -125,3 +134,76 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
     logits = layers.Conv2D(1, 1, kernel_initializer=_init(seed, 4 * depth + 4),
                            name="logits")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend (layers also get their own seeds).
+
+    With seeded initialisers (:func:`build_unet`), a per-epoch RNG for areas and
+    augmentation, and padding filled with real patches, a CPU run repeats bit for bit
+    (checked across processes). TensorFlow's ``enable_op_determinism`` is not used: it
+    made Keras drop XLA and did not make the runs here any more repeatable.
+    """
+    keras.utils.set_random_seed(int(seed))
+
+
+def build_model(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
+    """A seeded UNet sized by ``profile`` for the channels and patch size of ``ps``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellcutter_nb import config
+    >>> ps = PatchSet(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 2), np.int32),
+    ...               np.zeros(1, np.int32), ("fl", "nuc"), (32, 32))
+    >>> build_model(ps, config.get_profile("smoke"), seed=0).input_shape
+    (None, 16, 16, 3)
+    """
+    return build_unet(ps.patches.shape[-1], width=profile.unet_width, depth=profile.unet_depth,
+                      patch_size=ps.patch_size, seed=seed)
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a UNet saved by ``--save-model`` / ``model.save`` (``.keras``, safe mode).
+
+    A training checkpoint (``checkpoint.keras`` of :func:`cellcutter_nb.core.train.train`)
+    also works: its UNet is returned.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a ``.keras`` file, truncated or corrupt, or not a segmentation UNet
+        (the message says how to get a valid one).
+
+    Examples
+    --------
+    >>> load_model("no/such/model.keras")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    FileNotFoundError: No such model file: no/such/model.keras
+    """
+    path = Path(path).expanduser()
+    fix = ("re-save the model with `python -m cellcutter_nb segment ... --save-model "
+           "model.keras` (or `model.save('model.keras')`), or drop --model to train anew")
+    if not path.is_file():
+        raise FileNotFoundError(f"No such model file: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"{path.name} is not a .keras model file; {fix}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a valid Keras model: the file is truncated or not "
+                         f"a .keras archive (copy incomplete?); {fix}.")
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as err:  # keras raises many types for a corrupt archive
+        raise ValueError(f"{path} is not a valid Keras model ({type(err).__name__}: "
+                         f"{str(err)[:200]}); {fix}.") from err
+    if isinstance(model, CutterModel):
+        model = model.unet
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if (not isinstance(model, keras.Model) or len(shape_in) != 4 or len(shape_out) != 4
+            or shape_out[-1] != 1 or shape_in[1] != shape_in[2] or shape_in[-1] < 2):
+        raise ValueError(f"{path} holds a model with input {shape_in} and output "
+                         f"{shape_out}, not a segmentation UNet (B, k, k, C+1) → (B, k, k, 1);"
+                         f" {fix}.")
+    return model

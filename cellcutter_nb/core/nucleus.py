@@ -3,23 +3,19 @@
 The paper's recipe (Methods, "Synthetic nucleus image"): the segmentation UNet's
 architecture, trained with binary cross-entropy and Adam (lr 0.005) to map an
 anti-pY (``fl``) or bright-field (``bf``) image to the thresholded nucleus image,
-stopped when the loss reaches 0.15; three-fold cross-validation over the three
-replicates (train on two fields, predict the third); DoG blobs of the synthetic and
-of the experimental nucleus image paired within 15 µm give the false-negative and
-false-positive rates.
+stopped when the loss reaches 0.15. This module is that second network:
 
 * :func:`nucleus_target` — binary nuclei with the boundaries between touching nuclei
   removed, from nuclei segmented on ``nuc`` (no ground truth, as the paper thresholded).
+* :func:`normalised_input` — the network input of one modality.
 * :func:`train_nucleus_model` — random crops, dihedral augmentation, compiled Keras
   steps; stops at the loss rule or at the profile's maximum, recording which.
 * :func:`predict_tiled` — whole-field probabilities from overlapping tiles, keeping only
-  each tile's centre (no seams).
-* :func:`cv_folds` — the folds; a fold never trains on the field it scores.
-* :func:`calibrate_threshold` — the blob threshold for synthetic images, fitted on the
-  training fields only (the DAPI default finds many faint false blobs in a probability
-  image); the default threshold is reported beside it.
-* :func:`cellcutter_nb.experiments.predicted_markers.synthetic_marker_experiment` — the whole of
-  Fig. 5 and its numbers (models cached on disk under ``<cache>/nucleus/<key>/``).
+  each tile's centre (no seams); :func:`tiling` chooses the tiles.
+
+The experiment around it — three-fold cross-validation over the replicates, blob
+thresholds fitted on the training fields, FN/FP rates within 15 µm, segmentation with
+the synthetic markers — is :mod:`cellcutter_nb.experiments.predicted_markers`.
 
 Departures, all measured in notebook 11: bright-field inputs are flat-field corrected
 (:func:`normalised_input`); the profile caps training steps (``quick``: 200 steps of
@@ -28,9 +24,7 @@ Departures, all measured in notebook 11: bright-field inputs are flat-field corr
 Examples
 --------
 >>> import numpy as np
->>> from cellcutter_nb.core.nucleus import cv_folds, nucleus_target
->>> [(f.test, f.train) for f in cv_folds(3)]
-[(0, (1, 2)), (1, (0, 2)), (2, (0, 1))]
+>>> from cellcutter_nb.core.nucleus import nucleus_target
 >>> lab = np.zeros((3, 6), int); lab[:, 1:3] = 1; lab[:, 3:5] = 2
 >>> nucleus_target(lab).astype(int)[0].tolist()
 [0, 1, 0, 0, 1, 0]
@@ -48,26 +42,22 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .. import config
-from ..config import PIXEL_SIZE_UM, Profile, get_profile
+from ..backend import keras
+from ..config import Profile, get_profile
 from ..data.field import Field, check_image
+from .evaluate import recalibrate_batchnorm
+from .integrate import sigmoid
+from .model import build_unet, seed_everything
+from .patches import normalise_channels
+from .step import default_jit
 
-__all__ = ["Fold", "NucleusTraining", "calibrate_threshold", "composite", "cv_folds",
-           "nucleus_target", "predict_tiled", "tiling", "train_nucleus_model"]
+__all__ = ["MODALITIES", "NucleusTraining", "normalised_input", "nucleus_target",
+           "predict_tiled", "random_crops", "tiling", "train_nucleus_model"]
 
 #: Input modalities of the synthetic-nucleus UNet and their table names.
 MODALITIES: dict[str, str] = {"fl": "FL", "bf": "BF"}
 #: σ of the flat-field (vignetting) correction of bright-field inputs (µm).
 FLAT_FIELD_SIGMA_UM = 32.0
-#: Bump when a change to nucleus training makes cached models stale.
-CACHE_VERSION = 1
-#: The Profile fields that shape a nucleus UNet (its cache key); the segmentation
-#: training settings do not.
-NUCLEUS_PROFILE_FIELDS = ("field_size", "unet_width", "unet_depth", "nucleus_max_steps",
-                          "nucleus_crop", "nucleus_batch")
-#: Candidate blob thresholds for synthetic nucleus images, fitted per fold on the
-#: training fields (:func:`calibrate_threshold`); see :func:`markers.detect_blobs`.
-BLOB_THRESHOLDS: dict[str, tuple[float, ...]] = {
-    "dog": (0.1, 0.15, 0.2, 0.25, 0.3), "doh": (0.005, 0.01, 0.02)}
 
 
 def nucleus_target(nuclei: np.ndarray) -> np.ndarray:
@@ -96,8 +86,6 @@ def nucleus_target(nuclei: np.ndarray) -> np.ndarray:
 
 def _unet_multiple(model: Any) -> int:
     """2**(number of poolings): tile sizes and offsets must be multiples of it."""
-    from ..backend import keras
-
     return 2 ** sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
 
 
@@ -117,8 +105,6 @@ def normalised_input(field: Field, modality: str) -> np.ndarray:
     patches); ``bf`` first divided by its own Gaussian blur (σ = 32 µm), a flat-field
     correction of the lamp's vignetting, which otherwise dominates a bright-field image
     and stalled training (subtracted instead when the image is not positive)."""
-    from .patches import normalise_channels
-
     if modality not in MODALITIES:
         raise ValueError(f"modality={modality!r}; choose one of {list(MODALITIES)}.")
     if modality == "fl":
@@ -210,10 +196,6 @@ def train_nucleus_model(images: Sequence[np.ndarray], targets: Sequence[np.ndarr
     >>> res.stopped, len(res.history)
     ('max_steps', 2)
     """
-    from ..backend import keras
-    from .model import build_unet
-    from .train import default_jit, recalibrate_batchnorm, seed_everything
-
     prof = get_profile(profile)
     max_steps = prof.nucleus_max_steps if max_steps is None else int(max_steps)
     crop = prof.nucleus_crop if crop is None else int(crop)
@@ -321,7 +303,7 @@ def predict_tiled(model: Any, image: np.ndarray, *, tile: int = 256, overlap: in
         for k, (r, c) in enumerate(part):
             out[r:r + step, c:c + step] = logits[k, overlap:overlap + step,
                                                  overlap:overlap + step]
-    return (1.0 / (1.0 + np.exp(-np.clip(out[:h, :w], -60.0, 60.0)))).astype(np.float32)
+    return sigmoid(out[:h, :w]).astype(np.float32)
 
 
 def tiling(shape: Sequence[int], multiple: int, overlap: int = 32,
@@ -341,86 +323,3 @@ def tiling(shape: Sequence[int], multiple: int, overlap: int = 32,
     return {"tile": up(-(-max(shape) // n_tiles), multiple) + 2 * overlap, "overlap": overlap}
 
 
-@dataclass(frozen=True)
-class Fold:
-    """One cross-validation fold: train on the fields ``train``, score on ``test``."""
-
-    test: int
-    train: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not self.train or self.test in self.train:
-            raise ValueError(f"Fold(test={self.test}, train={self.train}): a fold needs "
-                             f"training fields and never trains on the field it scores.")
-
-
-def cv_folds(n_fields: int) -> list[Fold]:
-    """Leave-one-field-out folds (the paper's three-fold scheme for three replicates).
-
-    Raises
-    ------
-    ValueError
-        Fewer than 2 fields (nothing left to train on).
-
-    Examples
-    --------
-    >>> [(f.test, f.train) for f in cv_folds(2)]
-    [(0, (1,)), (1, (0,))]
-    """
-    if int(n_fields) < 2:
-        raise ValueError(f"Cross-validation needs at least 2 fields, got {n_fields}: one to "
-                         f"score and at least one to train on.")
-    return [Fold(i, tuple(j for j in range(int(n_fields)) if j != i))
-            for i in range(int(n_fields))]
-
-
-def calibrate_threshold(images: Sequence[np.ndarray], references: Sequence[np.ndarray],
-                        method: str = "dog", *, pixel_size: float = PIXEL_SIZE_UM,
-                        candidates: Sequence[float] | None = None) -> float:
-    """Blob threshold with the lowest FN + FP rate on training fields.
-
-    ``images`` are synthetic nucleus images of the *training* fields and ``references``
-    their reference markers, so the test field never informs the threshold. A
-    probability image has the same contrast for every nucleus, unlike a DAPI image,
-    so the DAPI default of :func:`cellcutter_nb.prep.markers.detect_blobs` need not fit it.
-
-    Examples
-    --------
-    >>> yy, xx = np.mgrid[:64, :64]
-    >>> img = np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 50.0)
-    >>> calibrate_threshold([img], [np.array([[30.0, 20.0]])])
-    0.1
-    """
-    from ..prep.markers import detect_blobs, match_markers
-
-    if len(images) != len(references) or not len(images):
-        raise ValueError("Give one reference marker array per image (at least one).")
-    if method not in BLOB_THRESHOLDS:
-        raise ValueError(f"method={method!r}; choose one of {list(BLOB_THRESHOLDS)}.")
-    best, best_err = None, np.inf
-    for t in candidates or BLOB_THRESHOLDS[method]:
-        err = 0.0
-        for img, ref in zip(images, references, strict=True):
-            r = match_markers(detect_blobs(img, method, pixel_size=pixel_size, threshold=t),
-                              ref, pixel_size=pixel_size)
-            err += np.nan_to_num(r.fn_rate, nan=1.0) + np.nan_to_num(r.fp_rate, nan=1.0)
-        if err < best_err - 1e-12:
-            best, best_err = float(t), err
-    return best
-
-
-def composite(nuc: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
-    """Fig. 5 (d, i): experimental nucleus image in red, synthetic in green (RGB float).
-
-    Examples
-    --------
-    >>> composite(np.eye(3), np.ones((3, 3))).shape
-    (3, 3, 3)
-    """
-    def stretch(a: np.ndarray) -> np.ndarray:
-        lo, hi = np.percentile(a, [0.5, 99.5])
-        return np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
-
-    rgb = np.zeros((*np.shape(nuc), 3))
-    rgb[..., 0], rgb[..., 1] = stretch(np.asarray(nuc, float)), stretch(np.asarray(synthetic))
-    return rgb

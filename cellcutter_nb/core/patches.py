@@ -8,7 +8,8 @@ batch (:mod:`cellcutter_nb.core.batches`).
 
 Geometry (all coordinates are (row, col) in pixels)
 ---------------------------------------------------
-* centre pixel ``c = floor(marker + 0.5)`` (round half up); patch origin (top-left)
+* centre pixel ``c = floor(marker + 0.5)`` (round half up,
+  :func:`cellcutter_nb.metrics.centre_pixels`); patch origin (top-left)
   ``o = c - k//2``; the centre pixel sits at patch index ``(k//2, k//2)``, i.e. at
   (32, 32) of a 64-px patch, just below-right of the geometric patch centre (31.5).
 * the position disk is centred at the marker's sub-pixel position, patch coordinates
@@ -38,18 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import CHANNELS, Preset, get_preset
+from .. import channels as chan
+from ..config import Preset
 from ..data.field import Field, check_markers
+from ..metrics import centre_pixels
 
-__all__ = [
-    "PatchSet",
-    "normalise_channels",
-    "centre_pixels",
-    "position_disks",
-    "patch_inside",
-    "cut_patches",
-    "extract_patches",
-]
+__all__ = ["PatchSet", "normalise_channels", "position_disks", "patch_inside", "cut_patches",
+           "patch_markers", "extract_patches"]
 
 
 @dataclass
@@ -113,24 +109,13 @@ def normalise_channels(field: Field, channels: Sequence[str]) -> np.ndarray:
     >>> z.shape, bool(abs(z.mean()) < 1e-6), bool(abs(z.std() - 1) < 1e-6)
     ((4, 4, 1), True, True)
     """
-    channels = _check_channels(field, channels)
+    channels = chan.check(channels, field.channel_names)
     out = np.empty((*field.shape, len(channels)), np.float32)
     for i, name in enumerate(channels):
         img = field[name].astype(np.float64)
         std = img.std()
         out[..., i] = (img - img.mean()) / (std if std > 0 else 1.0)
     return out
-
-
-def centre_pixels(markers: np.ndarray) -> np.ndarray:
-    """Centre pixel of each marker, ``floor(marker + 0.5)`` as int32 (round half up).
-
-    Examples
-    --------
-    >>> centre_pixels(np.array([[1.5, 2.49], [0.0, 3.7]])).tolist()
-    [[2, 2], [0, 4]]
-    """
-    return np.floor(np.asarray(markers, np.float64) + 0.5).astype(np.int32)
 
 
 def position_disks(markers: np.ndarray, patch_size: int, sigma: float) -> np.ndarray:
@@ -199,7 +184,56 @@ def cut_patches(image: np.ndarray, markers: np.ndarray, patch_size: int,
     return np.concatenate([data, disks], axis=-1).astype(np.float32), origins
 
 
-def extract_patches(field: Field, channels: Sequence[str], preset: str | Preset = "paper",
+def patch_markers(field: Field, preset: Preset, markers: np.ndarray | None = None,
+                  drop_border: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The checked markers and the indices of those that get a patch.
+
+    Parameters
+    ----------
+    field : Field
+        The field (its markers unless ``markers`` is given).
+    preset : Preset
+        Supplies ``patch_size`` and ``drop_border_patches``.
+    markers : ndarray, shape (N, 2), optional
+        Markers (row, col); default ``field.markers``.
+    drop_border : bool, optional
+        Override ``preset.drop_border_patches``: drop markers whose patch leaves the
+        image (released code) instead of zero-padding them.
+
+    Returns
+    -------
+    markers : ndarray, shape (N, 2)
+        All markers, checked.
+    index : ndarray, shape (M,), int32
+        Rows of ``markers`` that get a patch (all of them unless border patches drop).
+
+    Raises
+    ------
+    ValueError
+        No markers.
+
+    Examples
+    --------
+    >>> from cellcutter_nb import config
+    >>> f = Field({"fl": np.ones((40, 40))}, markers=[[2.0, 20.0], [20.0, 20.0]])
+    >>> p = config.get_preset("original_code").replace(patch_size=16)
+    >>> patch_markers(f, p)[1].tolist(), patch_markers(f, p, drop_border=False)[1].tolist()
+    ([1], [0, 1])
+    """
+    if markers is None:
+        if field.markers is None:
+            raise ValueError("The field has no markers; pass markers=... (N, 2) or compute "
+                             "them with cellcutter_nb.prep.markers first.")
+        markers = field.markers
+    markers = check_markers(markers, field.shape)
+    drop = preset.drop_border_patches if drop_border is None else bool(drop_border)
+    index = np.arange(len(markers), dtype=np.int32)
+    if drop:
+        index = index[patch_inside(markers, field.shape, preset.patch_size)]
+    return markers, index
+
+
+def extract_patches(field: Field, channels: Sequence[str], preset: Preset,
                     markers: np.ndarray | None = None,
                     drop_border: bool | None = None) -> PatchSet:
     """Patches of the chosen channels (+ position disk) around every marker.
@@ -210,13 +244,10 @@ def extract_patches(field: Field, channels: Sequence[str], preset: str | Preset 
         The field; its channels are z-scored over the whole image.
     channels : sequence of str
         Image channels to use, e.g. ``("fl",)`` or ``("fl", "nuc")``.
-    preset : str or Preset
+    preset : Preset
         Supplies ``patch_size``, ``position_sigma`` and ``drop_border_patches``.
-    markers : ndarray, shape (N, 2), optional
-        Markers (row, col); default ``field.markers``.
-    drop_border : bool, optional
-        Override ``preset.drop_border_patches``: drop markers whose patch leaves the
-        image (released code) instead of zero-padding them (default: keep).
+    markers, drop_border
+        Which markers get a patch (:func:`patch_markers`).
 
     Returns
     -------
@@ -230,41 +261,15 @@ def extract_patches(field: Field, channels: Sequence[str], preset: str | Preset 
 
     Examples
     --------
+    >>> from cellcutter_nb import config
     >>> f = Field({"fl": np.ones((40, 40))}, markers=[[2.0, 20.0], [20.0, 20.0]])
-    >>> p = get_preset("original_code").replace(patch_size=16)
+    >>> p = config.get_preset("original_code").replace(patch_size=16)
     >>> extract_patches(f, ["fl"], p).marker_indices.tolist()
     [1]
-    >>> extract_patches(f, ["fl"], p, drop_border=False).marker_indices.tolist()
-    [0, 1]
     """
-    preset = get_preset(preset)
-    channels = _check_channels(field, channels)
-    if markers is None:
-        if field.markers is None:
-            raise ValueError("The field has no markers; pass markers=... (N, 2) or compute "
-                             "them with cellcutter_nb.prep.markers first.")
-        markers = field.markers
-    markers = check_markers(markers, field.shape)
-    drop = preset.drop_border_patches if drop_border is None else bool(drop_border)
-    k = preset.patch_size
-    index = np.arange(len(markers), dtype=np.int32)
-    if drop:
-        index = index[patch_inside(markers, field.shape, k)]
+    channels = chan.check(channels, field.channel_names)
+    markers, index = patch_markers(field, preset, markers, drop_border)
     image = normalise_channels(field, channels)
-    patches, origins = cut_patches(image, markers[index], k, preset.position_sigma)
+    patches, origins = cut_patches(image, markers[index], preset.patch_size,
+                                   preset.position_sigma)
     return PatchSet(patches, origins.astype(np.int32), index, channels, field.shape)
-
-
-def _check_channels(field: Field, channels: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(channels, str):
-        channels = (channels,)
-    channels = tuple(channels)
-    if not channels:
-        raise ValueError(f"Choose at least one image channel from {list(CHANNELS)}.")
-    missing = [c for c in channels if c not in field.channels]
-    if missing:
-        raise ValueError(f"Channel(s) {missing} are not in this field (it has "
-                         f"{list(field.channel_names)}); pick from those.")
-    if len(set(channels)) != len(channels):
-        raise ValueError(f"Channels {channels} repeat a name; list each channel once.")
-    return channels

@@ -29,16 +29,12 @@ import pandas as pd
 from ..backend import keras
 from ..config import Preset, Profile, get_preset, get_profile
 from ..data.field import Field, check_markers
-from .batches import n_transforms
+from .batches import dihedral, n_transforms
+from .evaluate import TrainResult, evaluate, patch_targets, recalibrate_batchnorm
+from .model import build_model, seed_everything
 from .patches import PatchSet, extract_patches
-from .train import (
-    TrainResult,
-    build_model,
-    evaluate,
-    patch_targets,
-    recalibrate_batchnorm,
-    seed_everything,
-)
+
+__all__ = ["fit_bce", "train_supervised", "warm_start"]
 
 
 def warm_start(unet: keras.Model, ps: PatchSet, preset: Preset, epochs: int, seed: int,
@@ -53,7 +49,9 @@ def warm_start(unet: keras.Model, ps: PatchSet, preset: Preset, epochs: int, see
 
 def fit_bce(unet: keras.Model, patches: np.ndarray, targets: np.ndarray, epochs: int,
             preset: Preset, seed: int, batch_size: int = 64) -> list[float]:
-    """Binary cross-entropy training on (patch, target) pairs with dihedral augmentation."""
+    """Binary cross-entropy training on (patch, target) pairs, each batch flipped or
+    transposed like a training area (:func:`~cellcutter_nb.core.batches.dihedral`; the
+    preset's 8 or 4 transforms); returns the loss of every step."""
     unet.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
     rng = np.random.default_rng([seed, 7])
@@ -63,14 +61,8 @@ def fit_bce(unet: keras.Model, patches: np.ndarray, targets: np.ndarray, epochs:
         order = rng.permutation(len(patches))
         for start in range(0, len(order) - batch_size + 1, batch_size):
             idx = order[start:start + batch_size]
-            x, y = patches[idx], targets[idx][..., None]
             t = int(rng.integers(n_t))
-            if t & 1:
-                x, y = x[:, ::-1], y[:, ::-1]
-            if t & 2:
-                x, y = x[:, :, ::-1], y[:, :, ::-1]
-            if t & 4:
-                x, y = x.transpose(0, 2, 1, 3), y.transpose(0, 2, 1, 3)
+            x, y = dihedral(patches[idx], t), dihedral(targets[idx][..., None], t)
             losses.append(float(unet.train_on_batch(np.ascontiguousarray(x),
                                                     np.ascontiguousarray(y))))
     if not losses:

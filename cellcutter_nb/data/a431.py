@@ -2,7 +2,7 @@
 
 The release accompanies the group's LACSS work and cannot be downloaded by this
 package: download and unzip it by hand (see ``data/README.md``), then
-``cellcutter_nb.data.tiffio.load_a431(path, split="test", index=0)``. The layout was read
+``cellcutter_nb.data.a431.load_a431(path, split="test", index=0)``. The layout was read
 from the group's code (``train.json`` records with ``image_file`` / ``locations``,
 ``test/img_XXXX.tif`` with ``masks_XXXX.tif``); the loader is tested on a small fake
 folder, never on the real archive.
@@ -14,15 +14,13 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..config import PIXEL_SIZE_UM
 from .field import Field
-
-if TYPE_CHECKING:  # io re-exports this module's loaders, so it is imported lazily here
-    from .tiffio import PathLike
+from .tiffio import PathLike, check_index, read_image, read_plane
 
 _A431_LAYOUT = ("Expected the unzipped A431 release (Mendeley Data 89s3ymz5wn, A431.zip):\n"
                 "  <root>/train.json  list of {'image_file': name, 'locations': [[row, col], "
@@ -120,9 +118,7 @@ def load_a431(root: PathLike, split: str = "test", index: int = 0, *,
     """
     root = _a431_root(root)
     names = list_a431(root, split)
-    from .tiffio import _index, _read_raw, read_image
-
-    index = _index(index, len(names), "index", f"the A431 {split} split ({root})")
+    index = check_index(index, len(names), "index", f"the A431 {split} split ({root})")
     meta: dict[str, Any] = {"source": "A431 (Din & Yu 2021; Mendeley Data 89s3ymz5wn)",
                             "split": split, "index": index, "file": names[index]}
     gt: dict[str, Any] = {}
@@ -131,7 +127,7 @@ def load_a431(root: PathLike, split: str = "test", index: int = 0, *,
         mpath = path.with_name(re.sub(r"^img_", "masks_", path.name))
         if not mpath.is_file():
             raise ValueError(f"Missing manual mask {mpath.name} for {path.name}.\n{_A431_LAYOUT}")
-        raw = _read_raw(mpath, what=mpath.name)
+        raw = read_plane(mpath, what=mpath.name)
         vals, inv = np.unique(raw, return_inverse=True)
         lab = inv.reshape(raw.shape) + (vals[0] != 0)
         if len(vals) <= 2:  # a binary mask: cells only separable by connectivity
@@ -147,7 +143,7 @@ def load_a431(root: PathLike, split: str = "test", index: int = 0, *,
                              f"{_A431_LAYOUT}")
         gt["markers"] = _points(_get(rec, "centroid list"), xy)
         if "mask_file" in rec:
-            gt["mask"] = _read_raw(path.with_name(rec["mask_file"]), what="mask_file") > 0
+            gt["mask"] = read_plane(path.with_name(rec["mask_file"]), what="mask_file") > 0
     if pixel_size is None:
         pixel_size, meta["pixel_size_assumed"] = PIXEL_SIZE_UM, True
     try:

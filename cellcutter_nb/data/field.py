@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CHANNELS, PIXEL_SIZE_UM
+from ..channels import CHANNELS, check
+from ..config import PIXEL_SIZE_UM
 
 
 def check_image(image: Any, name: str) -> np.ndarray:
@@ -92,9 +93,7 @@ class Field:
     def __post_init__(self) -> None:
         if not isinstance(self.channels, dict) or not self.channels:
             raise ValueError("A Field needs at least one channel, e.g. {'fl': image}.")
-        unknown = sorted(set(self.channels) - set(CHANNELS))
-        if unknown:
-            raise ValueError(f"Unknown channel name(s) {unknown}; use {list(CHANNELS)}.")
+        check(list(self.channels))
         checked = {k: check_image(v, k) for k, v in self.channels.items()}
         shapes = {k: v.shape for k, v in checked.items()}
         if len(set(shapes.values())) > 1:

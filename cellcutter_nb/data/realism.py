@@ -23,26 +23,8 @@ from skimage.filters import threshold_otsu
 
 from ..metrics import foreground_iou as iou
 from .field import Field
-
-
-def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(junction, periphery): cell pixels 4-adjacent to another cell / to background.
-
-    Examples
-    --------
-    >>> j, p = cell_boundaries(np.array([[1, 1, 2, 0]]))
-    >>> j.astype(int).tolist(), p.astype(int).tolist()
-    ([[0, 1, 1, 0]], [[0, 0, 1, 0]])
-    """
-    pad = np.pad(labels, 1, mode="edge")
-    centre = pad[1:-1, 1:-1]
-    junction = np.zeros(labels.shape, bool)
-    periphery = np.zeros(labels.shape, bool)
-    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        other = pad[dr:dr + labels.shape[0], dc:dc + labels.shape[1]]
-        junction |= (centre > 0) & (other > 0) & (other != centre)
-        periphery |= (centre > 0) & (other == 0)
-    return junction, periphery
+from .synth import GENERATOR, geometry_of
+from .synth_geometry import cell_boundaries
 
 
 def _per_label(values: np.ndarray, labels: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:
@@ -52,16 +34,6 @@ def _per_label(values: np.ndarray, labels: np.ndarray, where: np.ndarray, n: int
     counts = np.bincount(lab, minlength=n + 1)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
-
-
-def nearest_marker_partition(markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Label each foreground pixel by its nearest marker: the position-only partition."""
-    out = np.zeros(mask.shape, np.uint32)
-    if len(markers) == 0:
-        return out
-    pts = np.argwhere(mask)
-    out[mask] = cKDTree(markers).query(pts, workers=-1)[1] + 1
-    return out
 
 
 def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, float]:
@@ -93,9 +65,7 @@ def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, flo
 
     if not field.has_ground_truth or field.nuclei is None:
         raise ValueError("realism_stats needs a field with ground-truth labels and nuclei.")
-    if body is None and field.meta.get("generator") == "cellcutter_nb.synth":
-        from .synth import geometry_of
-
+    if body is None and field.meta.get("generator") == GENERATOR:
         body = geometry_of(field).body
     has_body = body is not None
     body_lab = (field.labels if body is None else body).astype(np.int64)
@@ -133,8 +103,10 @@ def realism_stats(field: Field, body: np.ndarray | None = None) -> dict[str, flo
     hi = ndi.maximum_filter(lab, size=3)
     gap = ~fg & (hi > 0) & (lo < none) & (lo != hi)
     s["gap_pixel_frac"] = float(gap.sum() / max(junction.sum(), 1))
-    position_only = nearest_marker_partition(field.markers, fg)
-    s["nearest_marker_mismatch"] = float(np.mean(position_only[fg] != lab[fg]))
+    # share of cell pixels whose nearest marker is another cell's (the position-only
+    # partition, cellcutter_nb.prep.baseline.nearest_marker_partition, gets them wrong)
+    nearest = cKDTree(field.markers).query(np.argwhere(fg), workers=-1)[1] + 1
+    s["nearest_marker_mismatch"] = float(np.mean(nearest != lab[fg]))
 
     # nuclei
     nprops = pd.DataFrame(regionprops_table(nuc, properties=(
@@ -228,8 +200,38 @@ def _block_means(image: np.ndarray, where: np.ndarray, k: int) -> np.ndarray:
     return means
 
 
-def stats_table(stats: dict[str, float], targets: dict[str, str] | None = None) -> pd.DataFrame:
-    """The statistics as a two- or three-column table for display."""
+#: What a realistic (A431-like, and hard) field shows, per statistic of
+#: :func:`realism_stats`: the third column of notebook 01's table.
+TARGETS: dict[str, str] = {
+    "confluence": "~0.70", "cells_per_mm2": "", "diameter_median_um": "18-30",
+    "frac_diameter_18_30": ">= 0.8", "n_mid_clumps": "clumps of 2-20 cells",
+    "isolated_cell_frac": "some", "gap_pixel_frac": "~0 (cells touch)",
+    "median_solidity": "< 0.93 (irregular)", "nearest_marker_mismatch": ">= 0.08",
+    "nucleus_length_min_um": ">= 8", "nucleus_length_max_um": "<= 14",
+    "nucleus_inside_frac": "1", "nucleus_offset_um": "off-centre",
+    "nuclei_nearly_touching_frac": "> 0", "junction_cyto_ratio": "1.5-4",
+    "periphery_cyto_ratio": "> 1", "nucleus_cyto_ratio": "< 1 (dimmer)",
+    "cell_brightness_cv": ">= 0.25", "lamella_cyto_ratio": "faint (< 0.6)",
+    "bf_mean_diff_bg_sd": "< 0.5", "bf_otsu_iou": "< 0.6", "bf_texture_iou": "separable",
+}
+
+
+def stats_table(stats: dict[str, float],
+                targets: dict[str, str] | None = TARGETS) -> pd.DataFrame:
+    """The statistics as a table for display: ``statistic``, ``value`` and ``target``.
+
+    Parameters
+    ----------
+    stats : dict of str to float
+        :func:`realism_stats` of a field.
+    targets : dict of str to str, optional
+        What each statistic should show (default :data:`TARGETS`; ``None``: no column).
+
+    Examples
+    --------
+    >>> stats_table({"confluence": 0.71, "fl_snr": 5.0}).values.tolist()
+    [['confluence', 0.71, '~0.70'], ['fl_snr', 5.0, '']]
+    """
     df = pd.DataFrame({"statistic": list(stats), "value": list(stats.values())})
     if targets:
         df["target"] = df["statistic"].map(targets).fillna("")

@@ -28,96 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import PAPER_FIELD_SIZE, PIXEL_SIZE_UM, config_hash
+from ..config import PAPER_FIELD_SIZE, config_hash
 from .field import Field
 from .synth_geometry import Geometry, make_geometry
+from .synth_params import SynthParams
+from .synth_render import CAMERA_OFFSET, render_channels
 
-
-@dataclass(frozen=True)
-class SynthParams:
-    """Parameters of the synthetic benchmark; defaults mimic the paper's A431 data.
-
-    Lengths are in µm and converted with ``pixel_size``.
-
-    Parameters
-    ----------
-    pixel_size : float
-        µm per pixel (0.8: the paper's 1.4 mm imaged as 1750 px).
-    confluence : float
-        Target fraction of the field covered by cells.
-    cell_diameter_um : float
-        Mean equivalent cell diameter.
-    cell_size_cv : float
-        Relative spread of the cells' size weights.
-    colony_scale_um : float
-        Correlation length of the random field whose level set shapes colonies.
-    large_colony_share : float
-        Share of the colony area in large colonies; the rest is small clumps.
-    isolated_fraction : float
-        Isolated cells as a fraction of colony cells.
-    warp_um : float
-        Amplitude of the smooth displacement that bends cell boundaries.
-    nucleus_length_um : tuple of float
-        Range of the nucleus long axis.
-    nucleus_aspect : tuple of float
-        Range of long/short axis ratio.
-    nucleus_offset : float
-        Typical nucleus offset from the cell centroid, as a fraction of the cell radius.
-    touching_nuclei_fraction : float
-        Fraction of cells whose nucleus is pushed towards a neighbour's.
-    lamellipodia_um : float
-        Largest width of the dim protrusions at colony edges.
-    fl_snr, bf_snr, nuc_snr : float
-        Signal-to-noise ratios (see :mod:`cellcutter_nb.data.synth_render`).
-    junction_gain : float
-        Membrane brightness at cell-cell junctions relative to cytoplasm (before blur).
-    periphery_gain : float
-        Membrane brightness at the cell-background edge (before blur).
-    cell_brightness_cv : float
-        Log-normal spread of the per-cell fl brightness.
-    psf_sigma_um : float
-        σ of the Gaussian point-spread function.
-    illumination : float
-        Relative drop of illumination from the brightest to the darkest corner.
-    """
-
-    pixel_size: float = PIXEL_SIZE_UM
-    confluence: float = 0.70
-    cell_diameter_um: float = 24.0
-    cell_size_cv: float = 0.08
-    colony_scale_um: float = 70.0
-    large_colony_share: float = 0.8
-    isolated_fraction: float = 0.04
-    warp_um: float = 2.4
-    nucleus_length_um: tuple[float, float] = (8.0, 14.0)
-    nucleus_aspect: tuple[float, float] = (1.1, 1.6)
-    nucleus_offset: float = 0.25
-    touching_nuclei_fraction: float = 0.12
-    lamellipodia_um: float = 6.0
-    fl_snr: float = 6.0
-    bf_snr: float = 8.0
-    nuc_snr: float = 15.0
-    junction_gain: float = 2.2
-    periphery_gain: float = 2.6
-    cell_brightness_cv: float = 0.30
-    psf_sigma_um: float = 1.0
-    illumination: float = 0.30
-
-    def __post_init__(self) -> None:
-        if not 0.2 <= self.confluence <= 0.95:
-            raise ValueError(f"confluence must be in [0.2, 0.95], got {self.confluence}.")
-        for name in ("pixel_size", "cell_diameter_um", "colony_scale_um", "fl_snr",
-                     "bf_snr", "nuc_snr", "psf_sigma_um"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SynthParams.{name} must be > 0, got {getattr(self, name)}.")
-        lo, hi = self.nucleus_length_um
-        if not 0 < lo <= hi < self.cell_diameter_um:
-            raise ValueError("nucleus_length_um must be an increasing range below the cell "
-                             f"diameter, got {self.nucleus_length_um}.")
+#: ``Field.meta["generator"]`` of a synthetic field (a format tag of saved fields, kept
+#: from before the package had subpackages).
+GENERATOR = "cellcutter_nb.synth"
 
 
 def make_field(seed: int = 0, shape: tuple[int, int] | int | None = None,
@@ -147,8 +69,6 @@ def make_field(seed: int = 0, shape: tuple[int, int] | int | None = None,
     >>> f.shape, f.labels.dtype.name, f.markers.shape[1]
     ((128, 128), 'uint32', 2)
     """
-    from .synth_render import CAMERA_OFFSET, render_channels
-
     t0 = time.perf_counter()
     params = dataclasses.replace(params or SynthParams(), **overrides)
     if shape is None:
@@ -161,7 +81,7 @@ def make_field(seed: int = 0, shape: tuple[int, int] | int | None = None,
     geom = make_geometry(int(seed), shape, params)
     channels = render_channels(geom, np.random.default_rng([int(seed), 1]), params)
     key = config_hash(params, {"seed": int(seed), "shape": list(shape)})
-    meta = {"generator": "cellcutter_nb.synth", "seed": int(seed), "cache_key": key,
+    meta = {"generator": GENERATOR, "seed": int(seed), "cache_key": key,
             "camera_offset": CAMERA_OFFSET,
             "params": dataclasses.asdict(params), "seconds": time.perf_counter() - t0}
     return Field(channels, params.pixel_size, geom.labels, geom.nuclei, geom.labels > 0,
@@ -177,7 +97,7 @@ def geometry_of(field: Field) -> Geometry:
         If ``field`` was not made by :func:`make_field`.
     """
     meta = field.meta
-    if meta.get("generator") != "cellcutter_nb.synth":
+    if meta.get("generator") != GENERATOR:
         raise ValueError("geometry_of needs a field made by cellcutter_nb.data.synth.make_field.")
     params = SynthParams(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in meta["params"].items()})

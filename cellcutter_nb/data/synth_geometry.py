@@ -11,14 +11,12 @@ the image edge look like real ones. See :func:`cellcutter_nb.data.synth.make_fie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-if TYPE_CHECKING:
-    from .synth import SynthParams
+from .synth_params import SynthParams
 
 
 @dataclass
@@ -32,7 +30,7 @@ class Geometry:
     markers: np.ndarray     # (N, 2) nucleus centroids
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
                   coarse: int = 1) -> np.ndarray:
     """Unit-variance Gaussian random field with correlation length ``sigma`` px.
 
@@ -48,12 +46,32 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return ((field - field.mean()) / (field.std() + 1e-12)).astype(np.float32)
 
 
+def cell_boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(junction, periphery): cell pixels 4-adjacent to another cell / to background.
+
+    Examples
+    --------
+    >>> j, p = cell_boundaries(np.array([[1, 1, 2, 0]]))
+    >>> j.astype(int).tolist(), p.astype(int).tolist()
+    ([[0, 1, 1, 0]], [[0, 0, 1, 0]])
+    """
+    pad = np.pad(labels, 1, mode="edge")
+    centre = pad[1:-1, 1:-1]
+    junction = np.zeros(labels.shape, bool)
+    periphery = np.zeros(labels.shape, bool)
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        other = pad[dr:dr + labels.shape[0], dc:dc + labels.shape[1]]
+        junction |= (centre > 0) & (other > 0) & (other != centre)
+        periphery |= (centre > 0) & (other == 0)
+    return junction, periphery
+
+
 def _colony_mask(rng, shape, p: SynthParams, cover: float) -> np.ndarray:
     """Colonies: a level set of a two-scale random field near the percolation threshold
     (large colonies of varied size) plus small clumps of a few cells in the gaps."""
     scale = p.colony_scale_um / p.pixel_size
     cell_px = p.cell_diameter_um / p.pixel_size
-    g = _smooth_noise(rng, shape, scale, coarse=8) + 0.35 * _smooth_noise(
+    g = smooth_noise(rng, shape, scale, coarse=8) + 0.35 * smooth_noise(
         rng, shape, scale / 4, coarse=4)
     colony = g > np.quantile(g, 1.0 - p.large_colony_share * cover)
     lab, n = ndi.label(colony)
@@ -69,7 +87,7 @@ def _colony_mask(rng, shape, p: SynthParams, cover: float) -> np.ndarray:
     centres = _spaced_points(~colony, count, 2.0 * cell_px, radii[:count] * 2.2, rng)
     if len(centres):
         radii = radii[: len(centres)]
-        rim = 1.0 + 0.15 * _smooth_noise(rng, shape, cell_px / 3)
+        rim = 1.0 + 0.15 * smooth_noise(rng, shape, cell_px / 3)
         near = ndi.distance_transform_edt(~_dots(shape, centres)) <= radii.max() * 1.3
         pts = np.argwhere(near)
         dist, idx = cKDTree(centres).query(pts, workers=-1)
@@ -137,9 +155,9 @@ def _assign(shape, seeds, radius, isolated, colony, rng, p: SynthParams) -> np.n
     cell_px = p.cell_diameter_um / p.pixel_size
     rr, cc = np.indices(shape, dtype=np.float32)
     for sigma, amp in ((cell_px / 5, warp_px), (cell_px / 14, warp_px / 3)):
-        rr += amp * _smooth_noise(rng, shape, sigma)
-        cc += amp * _smooth_noise(rng, shape, sigma)
-    radial = 1.0 + 0.12 * _smooth_noise(rng, shape, cell_px / 6)
+        rr += amp * smooth_noise(rng, shape, sigma)
+        cc += amp * smooth_noise(rng, shape, sigma)
+    radial = 1.0 + 0.12 * smooth_noise(rng, shape, cell_px / 6)
     near_iso = np.zeros(shape, bool)
     if isolated.any():
         r_iso = int(np.ceil(radius[isolated].max() * 1.5))
@@ -187,7 +205,7 @@ def _add_lamellipodia(body: np.ndarray, rng, p: SynthParams) -> np.ndarray:
     """Extend cells bordering the background by thin, patchy protrusions."""
     width = p.lamellipodia_um / p.pixel_size
     dist, (ir, ic) = ndi.distance_transform_edt(body == 0, return_indices=True)
-    patch = _smooth_noise(rng, body.shape, p.cell_diameter_um / p.pixel_size / 4)
+    patch = smooth_noise(rng, body.shape, p.cell_diameter_um / p.pixel_size / 4)
     reach = width * np.clip((patch + 0.3) / 1.8, 0.0, 1.0)
     grow = (body == 0) & (dist <= reach) & (dist > 0)
     labels = body.copy()

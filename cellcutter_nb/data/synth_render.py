@@ -21,9 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .realism import cell_boundaries as _boundaries
-from .synth import SynthParams
-from .synth_geometry import Geometry, _smooth_noise
+from .synth_geometry import Geometry, cell_boundaries, smooth_noise
+from .synth_params import SynthParams
 
 #: Camera offset added to every channel (ADU), like a real sCMOS/CCD.
 CAMERA_OFFSET = 100.0
@@ -59,11 +58,11 @@ def render_fl(g: Geometry, rng: np.random.Generator, p: SynthParams) -> np.ndarr
                                       p.cell_brightness_cv, n)]
     body = g.body > 0
     lamella = (g.labels > 0) & ~body
-    texture = 1.0 + 0.18 * _smooth_noise(rng, shape, cell_px / 8)
+    texture = 1.0 + 0.18 * smooth_noise(rng, shape, cell_px / 8)
     spots = (rng.random(shape) < 0.02) * rng.exponential(1.0, shape)
     spots = ndi.gaussian_filter(spots.astype(np.float32), 0.7) * (2 * np.pi * 0.7 ** 2)
     cyto = body * np.clip(texture, 0.3, None) * (0.75 + 0.9 * spots)
-    junction, periphery = _boundaries(g.body)
+    junction, periphery = cell_boundaries(g.body)
     membrane = (p.junction_gain * junction + p.periphery_gain * periphery) * (0.8 + 0.5 * spots)
     nucleus_dim = 1.0 - 0.45 * (g.nuclei > 0) * (1.0 - 0.4 * g.rho)
     signal = bright[g.labels] * ((cyto + membrane) * nucleus_dim + 0.2 * lamella * texture)
@@ -101,10 +100,10 @@ def render_bf(g: Geometry, rng: np.random.Generator, p: SynthParams) -> np.ndarr
     granule_sign = np.where(rng.random(shape) < 0.65, -1.0, 1.0)
     granules = (rng.random(shape) < 0.05) * granule_sign * rng.exponential(1.0, shape)
     granules = ndi.gaussian_filter(granules.astype(np.float32), 0.8) * 5.0
-    band = _smooth_noise(rng, shape, 1.2) - 0.6 * _smooth_noise(rng, shape, 3.0)
+    band = smooth_noise(rng, shape, 1.2) - 0.6 * smooth_noise(rng, shape, 3.0)
     texture = body * (granules + 0.5 * band) + (cells & ~body) * 0.3 * band
-    outline = ndi.gaussian_filter(np.logical_or(*_boundaries(g.nuclei)).astype(np.float32), 0.8)
-    junction = ndi.gaussian_filter(_boundaries(g.body)[0].astype(np.float32), 0.7)
+    outline = ndi.gaussian_filter(np.logical_or(*cell_boundaries(g.nuclei)).astype(np.float32), 0.8)
+    junction = ndi.gaussian_filter(cell_boundaries(g.body)[0].astype(np.float32), 0.7)
     debris = ndi.gaussian_filter(((rng.random(shape) < 2e-4) & ~cells).astype(np.float32),
                                  1.5) * -25.0
     rim = ndi.gaussian_laplace(body.astype(np.float32), 1.2)  # bright outside, dark inside
@@ -127,7 +126,7 @@ def render_nuc(g: Geometry, rng: np.random.Generator, p: SynthParams) -> np.ndar
     mitotic = rng.random(n + 1) < 0.03
     bright[mitotic] *= 2.0
     dome = np.sqrt(np.clip(1.0 - g.rho ** 2, 0, 1)) * (g.nuclei > 0)
-    chromatin = 1.0 + 0.25 * _smooth_noise(rng, shape, 1.5)
+    chromatin = 1.0 + 0.25 * smooth_noise(rng, shape, 1.5)
     nucleoli = ndi.gaussian_filter((rng.random(shape) < 0.004).astype(np.float32), 1.2) * 20
     signal = bright[g.nuclei] * (0.35 + 0.65 * dome) * np.clip(chromatin - nucleoli, 0.2, None)
     signal = signal + 0.015 * (g.labels > 0) + 0.03

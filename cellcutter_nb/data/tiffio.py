@@ -2,8 +2,8 @@
 
 :func:`load_field` (user TIFFs or arrays, any dtype, to float32), :func:`normalize` /
 :func:`normalize_field` (whole-image z-score or percentile stretch), :func:`save_field` /
-:func:`load_saved_field` (bit-exact folder of TIFF + CSV + JSON), :func:`load_a431` (the
-paper's A431 release, Mendeley Data 89s3ymz5wn) and :func:`load_example` (bundled data).
+:func:`load_saved_field` (bit-exact folder of TIFF + CSV + JSON) and :func:`load_example`
+(bundled data); the paper's A431 release has its own loader, :mod:`cellcutter_nb.data.a431`.
 
 Examples
 --------
@@ -39,7 +39,15 @@ FORMAT_NAME, FORMAT_VERSION, META_FILE = "cellcutter_nb.field", 1, "field.json"
 _GT_ARRAYS = ("labels", "nuclei", "mask")
 
 
-def _index(i: int, n: int, param: str, what: str) -> int:
+def check_index(i: int, n: int, param: str, what: str) -> int:
+    """``i`` if it indexes ``n`` items (negative from the end), else a ``ValueError``
+    naming the parameter ``param`` and ``what`` it indexes.
+
+    Examples
+    --------
+    >>> check_index(-1, 3, "page", "stack.tif")
+    -1
+    """
     if not -n <= i < n:
         raise ValueError(f"{param}={i} is out of range for {what}: it has {n} (0..{n - 1}).")
     return i
@@ -55,9 +63,9 @@ def _select_plane(arr: np.ndarray, colour: bool, page: int | None, channel: int 
         if not colour:
             raise ValueError(f"{what} has no colour axis (shape {shape0}); drop "
                              f"channel={channel} (use page= to pick a plane of a stack).")
-        planes, n_col = planes[..., _index(channel, n_col, "channel", what)], 0
+        planes, n_col = planes[..., check_index(channel, n_col, "channel", what)], 0
     if page is not None:
-        planes = planes[[_index(page, len(planes), "page", what)]]
+        planes = planes[[check_index(page, len(planes), "page", what)]]
     multi = [m for m in (("a multi-page stack", "page", len(planes), "a plane"),
                          ("RGB/multi-colour", "channel", n_col, "a colour")) if m[2] > 1]
     if multi:
@@ -70,9 +78,16 @@ def _select_plane(arr: np.ndarray, colour: bool, page: int | None, channel: int 
     return planes[0].reshape(planes.shape[1:3])
 
 
-def _read_raw(source: Source, page: int | None = None, channel: int | None = None,
-              what: str = "image") -> np.ndarray:
-    """Read a TIFF path or an array and select one 2-D plane, keeping the dtype."""
+def read_plane(source: Source, page: int | None = None, channel: int | None = None,
+               what: str = "image") -> np.ndarray:
+    """Read a TIFF path or an array and select one 2-D plane, keeping the dtype (label
+    images stay integers); ``what`` names the image in error messages.
+
+    Examples
+    --------
+    >>> read_plane(np.arange(12, dtype=np.uint16).reshape(3, 2, 2), page=1).tolist()
+    [[4, 5], [6, 7]]
+    """
     if not isinstance(source, (str, os.PathLike)):
         arr = np.asarray(source)
         colour = arr.ndim == 3 and arr.shape[-1] in (3, 4)
@@ -88,7 +103,7 @@ def _read_raw(source: Source, page: int | None = None, channel: int | None = Non
             if page is None:
                 raise ValueError(f"{path.name} holds {len(tif.series)} images of different "
                                  f"shapes; pick one with page=k (k = 0..{len(tif.pages) - 1}).")
-            src, page = tif.pages[_index(page, len(tif.pages), "page", what)], None
+            src, page = tif.pages[check_index(page, len(tif.pages), "page", what)], None
         arr, axes = src.asarray(), src.axes
     if "S" in axes:  # colour samples last
         arr = np.moveaxis(arr, axes.index("S"), -1)
@@ -111,7 +126,7 @@ def read_image(source: Source, *, page: int | None = None, channel: int | None =
     >>> read_image(np.zeros((4, 5, 3), np.uint8), channel=0).shape
     (4, 5)
     """
-    return check_image(_read_raw(source, page, channel, repr(name)), name)
+    return check_image(read_plane(source, page, channel, repr(name)), name)
 
 
 def read_markers(source: PathLike | np.ndarray) -> np.ndarray:
@@ -180,7 +195,7 @@ def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source |
         pixel_size, meta["pixel_size_assumed"] = PIXEL_SIZE_UM, True
     if name is None:
         name = Path(next(iter(files.values()))).stem if files else ""
-    lab = None if labels is None else _read_raw(labels, what="labels")
+    lab = None if labels is None else read_plane(labels, what="labels")
     mk = None if markers is None else read_markers(markers)
     return Field(chans, pixel_size, labels=lab, markers=mk, name=name, meta=meta)
 
@@ -388,9 +403,3 @@ def load_example(name: str = "ht29") -> Field:
     spec, root = _EXAMPLES[name], data_dir()
     chans = {k: read_image(root / v, name=k) for k, v in spec["files"].items()}
     return Field(chans, PIXEL_SIZE_UM, name=name, meta=copy.deepcopy(spec["meta"]))
-
-
-
-# the A431 loader lives in its own module and is part of this module's API
-from .a431 import list_a431 as list_a431  # noqa: E402
-from .a431 import load_a431 as load_a431  # noqa: E402

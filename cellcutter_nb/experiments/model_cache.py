@@ -1,7 +1,7 @@
 """Cached training runs: one synthetic replicate, one channel set, with or without the mask.
 
-Every experiment of the paper (:mod:`cellcutter_nb.experiments.paper`) is a different view of
-the same few dozen trained models — Table 1's grid of 6 input combinations × {with,
+Every experiment of the paper (:mod:`cellcutter_nb.experiments.paper`) is a different
+view of the same few dozen trained models — Table 1's grid of 6 input combinations × {with,
 without mask} × replicates also gives Fig. 2's traces, the cross-modality agreement,
 the unseen-image test and the mask edge effect. :func:`fit` trains one of them once
 and caches it on disk under a key made of everything that shapes it (profile,
@@ -16,12 +16,12 @@ scribble-classifier mask of ``bf`` (:func:`replicate`).
 Examples
 --------
 >>> from cellcutter_nb import config
->>> from cellcutter_nb.experiments.model_cache import combo_name, fit
+>>> from cellcutter_nb.experiments.model_cache import fit
 >>> prof = config.get_profile("smoke").replace(field_size=128, max_epochs=1,
 ...                                            steps_per_epoch=1)
->>> run = fit(prof, "paper", 0, ("fl", "nuc"), cache_dir=None)
->>> combo_name(run.channels), run.labels.shape, 0 <= run.scores["miou"] <= 1
-('FL+Nuc', (128, 128), True)
+>>> run = fit(prof, config.get_preset("paper"), 0, ("fl", "nuc"), cache_dir=None)
+>>> run.channels, run.labels.shape, 0 <= run.scores["miou"] <= 1
+(('fl', 'nuc'), (128, 128), True)
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Preset, Profile, config_hash, get_preset, get_profile
+from ..config import Preset, Profile, config_hash
+from ..core.integrate import predict_field
+from ..data import synth
 from ..data.field import Field
+from ..metrics import score
+from ..prep.markers import markers_from_labels, nuclei_from_image
+from ..prep.mask import graph_cut, pixel_classifier_mask
+from ..prep.scribbles import synthetic_scribbles
 
 #: Bump when a change to training or scoring makes cached runs stale.
 CACHE_VERSION = 1
@@ -50,22 +56,13 @@ CACHE_VERSION = 1
 #: synthetic-nucleus settings do not, so changing them keeps the cached runs.
 RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
                       "unet_depth", "max_patches_per_area", "train_area", "pad_multiple")
-#: Table 1's six input combinations, in the paper's column order.
-COMBINATIONS: tuple[tuple[str, ...], ...] = (
-    ("fl",), ("fl", "nuc"), ("bf",), ("bf", "nuc"), ("fl", "bf"), ("fl", "bf", "nuc"))
-_NAMES = {"fl": "FL", "bf": "BF", "nuc": "Nuc"}
 
 
-def combo_name(channels: Sequence[str]) -> str:
-    """Table 1's column name of a channel set, e.g. ``("fl", "nuc")`` → ``"FL+Nuc"``."""
-    return "+".join(_NAMES[c] for c in channels)
-
-
-def default_cache_dir(profile: str | Profile) -> Path:
+def default_cache_dir(profile: Profile) -> Path:
     """``results/<profile>/cache`` of the source checkout (the runner's layout), else
     ``~/.cache/cellcutter_nb/<profile>`` for an installed package; ``CELLCUTTER_NB_CACHE``
     overrides the root."""
-    name = get_profile(profile).name
+    name = profile.name
     if os.environ.get("CELLCUTTER_NB_CACHE"):
         return Path(os.environ["CELLCUTTER_NB_CACHE"]) / name
     root = Path(__file__).resolve().parents[2]
@@ -107,8 +104,7 @@ class Replicate:
         return self.fl_mask if "fl" in channels else self.bf_mask
 
 
-def replicate(profile: str | Profile, preset: str | Preset, index: int,
-              seed: int = 0) -> Replicate:
+def replicate(profile: Profile, preset: Preset, index: int, seed: int = 0) -> Replicate:
     """Field ``index`` of a profile with its markers and masks (memoised in-process).
 
     Only the field size, the number of replicates and the preset's graph-cut settings
@@ -122,7 +118,6 @@ def replicate(profile: str | Profile, preset: str | Preset, index: int,
     >>> r.field.shape, r.markers.shape[1], bool(r.fl_mask.any() and r.bf_mask.any())
     ((128, 128), 2, True)
     """
-    profile, preset = get_profile(profile), get_preset(preset)
     if not 0 <= int(index) < profile.n_replicates:
         raise ValueError(f"replicate index {index} is outside the profile's "
                          f"{profile.n_replicates} replicates (0..{profile.n_replicates - 1}).")
@@ -133,10 +128,6 @@ def replicate(profile: str | Profile, preset: str | Preset, index: int,
 @functools.lru_cache(maxsize=6)
 def _replicate(size: int, neighbourhood: int, pairwise: str, index: int,
                seed: int) -> Replicate:
-    from ..data import synth
-    from ..prep.markers import markers_from_labels, nuclei_from_image
-    from ..prep.mask import graph_cut, pixel_classifier_mask, synthetic_scribbles
-
     field = synth.make_field(seed=field_seed(seed, index), shape=size)
     nuclei = nuclei_from_image(field["nuc"], pixel_size=field.pixel_size)
     fl_mask = graph_cut(field["fl"], neighbourhood=neighbourhood, pairwise=pairwise)
@@ -187,21 +178,10 @@ class Run:
         if self._model is None:
             if self.folder is None:
                 raise ValueError("This run kept no model; fit it again with a cache_dir.")
-            from ..app.outputs import load_model
+            from ..core.model import load_model  # Keras on demand: only when a model is used
 
             self._model = load_model(self.folder / "model.keras")
         return self._model
-
-
-def score(labels: np.ndarray, field: Field, markers: np.ndarray) -> tuple[dict, pd.DataFrame]:
-    """Per-cell IoU (matched through the markers), mIOU, and AP/F1 at IoU 0.5."""
-    from ..metrics import matching, per_cell_iou
-
-    cells = per_cell_iou(labels, field.labels, markers=markers).reset_index()
-    m = matching(labels, field.labels, thresholds=[0.5]).iloc[0]
-    iou = cells["iou"].to_numpy(np.float64)
-    return ({"miou": float(iou.mean()), "std": float(iou.std(ddof=1)) if iou.size > 1 else 0.0,
-             "ap50": float(m["ap"]), "f1": float(m["f1"]), "n_cells": int(iou.size)}, cells)
 
 
 def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str],
@@ -217,7 +197,7 @@ def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str
     return config_hash(profile.subset(RUN_PROFILE_FIELDS), preset, extra)
 
 
-def fit(profile: str | Profile, preset: str | Preset, index: int,
+def fit(profile: Profile, preset: Preset, index: int,
         channels: Sequence[str], *, with_mask: bool = True, seed: int = 0,
         markers: np.ndarray | None = None, cache_dir: str | Path | None | bool = True,
         refresh: bool = False) -> Run:
@@ -225,7 +205,7 @@ def fit(profile: str | Profile, preset: str | Preset, index: int,
 
     Parameters
     ----------
-    profile, preset : str or object
+    profile, preset : Profile, Preset
         Run size and method constants (:mod:`cellcutter_nb.config`).
     index : int
         Replicate index (0 .. ``profile.n_replicates - 1``).
@@ -248,10 +228,8 @@ def fit(profile: str | Profile, preset: str | Preset, index: int,
     -------
     Run
     """
-    from ..core.integrate import predict_field
-    from ..core.train import train
+    from ..core.train import train  # Keras on demand: only when a model is trained
 
-    profile, preset = get_profile(profile), get_preset(preset)
     channels = tuple(channels)
     rep = replicate(profile, preset, int(index), int(seed))
     key = run_key(profile, preset, index, channels, with_mask, seed, markers)
@@ -264,7 +242,7 @@ def fit(profile: str | Profile, preset: str | Preset, index: int,
                    mask=rep.mask_for(channels) if with_mask else None, markers=own,
                    seed=seed)
     labels = predict_field(result.model, rep.field, channels, preset, markers=own)
-    scores, cells = score(labels, rep.field, own)
+    scores, cells = score(labels, rep.field.labels, own)
     scores.update(stopped=result.stopped, seconds=float(result.seconds),
                   patches_per_second=float(result.patches_per_second),
                   patches_seen=int(result.history["patches_seen"].iloc[-1]))

@@ -1,7 +1,9 @@
 """One function per experiment of Din & Yu (2021), each returning DataFrames.
 
-All of them are views of the cached runs of :mod:`cellcutter_nb.experiments.model_cache`: the first call
-trains, later calls (another notebook, a rerun of ``reproduce``) load from the cache.
+All of them are views of the cached runs of :mod:`cellcutter_nb.experiments.model_cache`:
+the first call trains, later calls (another notebook, a rerun of ``reproduce``) load from
+the cache. Each takes the profile and preset by name or as objects and resolves them
+once; below, objects are passed.
 
 ================================  ==========================================================
 :func:`training_traces`           Fig. 2 — loss and mIOU per epoch, six input combinations
@@ -13,7 +15,7 @@ trains, later calls (another notebook, a rerun of ``reproduce``) load from the c
 :func:`presets`                   the ``paper`` vs the ``original_code`` preset
 ================================  ==========================================================
 
-The paper's own figures are in :data:`PAPER`; :func:`summary` puts a long table into
+The paper's own figures are in :data:`PUBLISHED`; :func:`summary` puts a long table into
 "mean ± std" form.
 
 Examples
@@ -36,12 +38,16 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ..channels import COMBINATIONS, check_combinations, combo_name
 from ..config import Preset, Profile, get_preset, get_profile
+from ..core.integrate import predict_field
+from ..metrics import per_cell_iou, score
+from ..prep.baseline import cellprofiler_baseline, nearest_marker_partition
 from ..progress import progress_bar
-from .model_cache import COMBINATIONS, Run, combo_name, fit, replicate, score
+from .model_cache import Run, fit, replicate
 
 #: The paper's figures (mean, std), keyed as our tables are.
-PAPER: dict[str, dict] = {
+PUBLISHED: dict[str, dict] = {
     "table1": {
         ("CNN w/ mask", "FL"): (0.779, 0.026), ("CNN w/ mask", "FL+Nuc"): (0.809, 0.012),
         ("CNN w/ mask", "BF"): (0.710, 0.017), ("CNN w/ mask", "BF+Nuc"): (0.766, 0.040),
@@ -61,16 +67,9 @@ PAPER: dict[str, dict] = {
 }
 
 
-def _setup(profile, preset) -> tuple[Profile, Preset]:
+def _resolve(profile: str | Profile, preset: str | Preset) -> tuple[Profile, Preset]:
+    """The profile and preset of an experiment: names are resolved here, at its entry."""
     return get_profile(profile), get_preset(preset)
-
-
-def _check_combinations(combinations: Iterable[Sequence[str]]) -> list[tuple[str, ...]]:
-    combos = [tuple(c) for c in combinations]
-    if not combos or any(not c or set(c) - {"fl", "bf", "nuc"} for c in combos):
-        raise ValueError(f"combinations must be non-empty channel tuples from fl, bf, nuc; "
-                         f"got {combos}.")
-    return combos
 
 
 def grid(profile: str | Profile = "quick", preset: str | Preset = "paper", seed: int = 0, *,
@@ -79,9 +78,15 @@ def grid(profile: str | Profile = "quick", preset: str | Preset = "paper", seed:
          cache_dir: str | Path | None | bool = True,
          progress: bool | None = None) -> list[Run]:
     """Train (or load) every run of the Table 1 grid; the other experiments reuse them."""
-    prof, pre = _setup(profile, preset)
+    return _grid(*_resolve(profile, preset), seed, check_combinations(combinations), masks,
+                 replicates, cache_dir, progress)
+
+
+def _grid(prof: Profile, pre: Preset, seed: int, combos: list[tuple[str, ...]],
+          masks: Sequence[bool], replicates: Sequence[int] | None,
+          cache_dir: str | Path | None | bool, progress: bool | None) -> list[Run]:
     reps = range(prof.n_replicates) if replicates is None else replicates
-    jobs = [(i, c, m) for i in reps for m in masks for c in _check_combinations(combinations)]
+    jobs = [(i, c, m) for i in reps for m in masks for c in combos]
     return [fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
             for i, c, m in progress_bar(jobs, "models", progress)]
 
@@ -99,8 +104,8 @@ def training_traces(profile: str | Profile = "quick", preset: str | Preset = "pa
         One row per (``combination``, ``epoch``): ``loss``, ``area``, ``overlap``,
         ``mask``, ``patches_seen``, ``seconds``, ``miou``, ``patch_mean_iou``.
     """
-    runs = grid(profile, preset, seed, combinations=combinations, masks=(True,),
-                replicates=[index], cache_dir=cache_dir, progress=progress)
+    runs = _grid(*_resolve(profile, preset), seed, check_combinations(combinations), (True,),
+                 [index], cache_dir, progress)
     return pd.concat([r.history.assign(combination=combo_name(r.channels)) for r in runs],
                      ignore_index=True)
 
@@ -108,15 +113,17 @@ def training_traces(profile: str | Profile = "quick", preset: str | Preset = "pa
 def references(profile: str | Profile, preset: str | Preset, index: int,
                seed: int = 0) -> list[dict]:
     """Position-only partition and CellProfiler (own threshold, and given the fl mask)."""
-    from ..data.realism import nearest_marker_partition
-    from ..prep.baseline import cellprofiler_baseline
+    return _references(*_resolve(profile, preset), index, seed)
 
-    rep = replicate(*_setup(profile, preset), index, seed)
-    rows = [dict(score(nearest_marker_partition(rep.markers, rep.fl_mask), rep.field,
+
+def _references(prof: Profile, pre: Preset, index: int, seed: int) -> list[dict]:
+    rep = replicate(prof, pre, index, seed)
+    truth = rep.field.labels
+    rows = [dict(score(nearest_marker_partition(rep.markers, rep.fl_mask), truth,
                        rep.markers)[0], method="position only")]
     for method, fg in (("CellProfiler", "li"), ("CellProfiler (same mask)", rep.fl_mask)):
         cp = cellprofiler_baseline(rep.field, rep.nuclei, foreground=fg)
-        rows.append(dict(score(cp.labels[cp.best], rep.field, cp.markers)[0], method=method,
+        rows.append(dict(score(cp.labels[cp.best], truth, cp.markers)[0], method=method,
                          cp_method=cp.best))
     return [dict(r, combination="FL", replicate=index) for r in rows]
 
@@ -136,14 +143,14 @@ def table1(profile: str | Profile = "quick", preset: str | Preset = "paper", see
         ``patches_seen``, ``seconds``, ``stopped``. :func:`summary` gives mean ± std
         over replicates.
     """
-    prof, pre = _setup(profile, preset)
+    prof, pre = _resolve(profile, preset)
     rows = []
-    for run in grid(prof, pre, seed, combinations=combinations, cache_dir=cache_dir,
-                    progress=progress):
+    for run in _grid(prof, pre, seed, check_combinations(combinations), (True, False), None,
+                     cache_dir, progress):
         rows.append(dict(run.scores, method="CNN w/ mask" if run.with_mask else "CNN w/o mask",
                          combination=combo_name(run.channels), replicate=run.index))
     for i in range(prof.n_replicates):
-        rows += references(prof, pre, i, seed)
+        rows += _references(prof, pre, i, seed)
     cols = ["method", "combination", "replicate", "miou", "std", "ap50", "f1", "n_cells"]
     out = pd.DataFrame(rows)
     return out[cols + [c for c in out.columns if c not in cols]]
@@ -180,9 +187,7 @@ def cross_modality(profile: str | Profile = "quick", preset: str | Preset = "pap
     DataFrame
         ``pair``, ``replicate``, ``miou`` (agreement), ``std`` (over cells), ``n_cells``.
     """
-    from ..metrics import per_cell_iou
-
-    prof, pre = _setup(profile, preset)
+    prof, pre = _resolve(profile, preset)
     pairs = {"FL vs BF": (("fl",), ("bf",)), "FL+Nuc vs BF+Nuc": (("fl", "nuc"), ("bf", "nuc"))}
     rows = []
     for i in progress_bar(range(prof.n_replicates), "replicates", progress):
@@ -209,14 +214,11 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
         unseen-image segmentation and B's own model's, the paper's 0.752 / 0.772),
         ``miou_unseen`` and ``miou_own`` (each against B's ground truth).
     """
-    from ..core.integrate import predict_field
-    from ..metrics import per_cell_iou
-
-    prof, pre = _setup(profile, preset)
+    prof, pre = _resolve(profile, preset)
     if prof.n_replicates < 2:
         raise ValueError("unseen_image needs at least 2 replicates (profile.n_replicates).")
     rows = []
-    for c in progress_bar(_check_combinations(combinations), "combinations", progress):
+    for c in progress_bar(check_combinations(combinations), "combinations", progress):
         for a in range(prof.n_replicates):
             b = (a + 1) % prof.n_replicates
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for i in (a, b))
@@ -225,7 +227,8 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
             agree = per_cell_iou(labels, rb.labels)["iou"].mean()
             rows.append({"combination": combo_name(c), "trained_on": a, "applied_to": b,
                          "agreement": float(agree),
-                         "miou_unseen": score(labels, target.field, rb.markers)[0]["miou"],
+                         "miou_unseen": score(labels, target.field.labels,
+                                              rb.markers)[0]["miou"],
                          "miou_own": rb.scores["miou"]})
     return pd.DataFrame(rows)
 
@@ -259,11 +262,11 @@ def mask_edge_effect(profile: str | Profile = "quick", preset: str | Preset = "p
         One row per (replicate, combination, cell): ``position``, ``iou_with``,
         ``iou_without``, ``gain`` (with − without).
     """
-    prof, pre = _setup(profile, preset)
+    prof, pre = _resolve(profile, preset)
     frames = []
     for i in progress_bar(range(prof.n_replicates), "replicates", progress):
         edge = set(edge_cells(replicate(prof, pre, i, seed).field.labels).tolist())
-        for c in _check_combinations(combinations):
+        for c in check_combinations(combinations):
             w, wo = (fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
                      for m in (True, False))
             cells = w.cells[["gt_label", "iou"]].rename(columns={"iou": "iou_with"})
@@ -294,8 +297,9 @@ def presets(profile: str | Profile = "quick", seed: int = 0, *,
         ``preset``, ``replicate``, ``miou``, ``std``, ``ap50``, ``f1``, ``n_cells``,
         ``patches_seen``, ``seconds``.
     """
-    prof = get_profile(profile)
-    variants = variants or {"paper": "paper", "original_code": "original_code"}
+    prof = get_profile(profile)  # resolved here, once, like each variant's preset
+    variants = {name: get_preset(p) for name, p in (
+        variants or {"paper": "paper", "original_code": "original_code"}).items()}
     jobs = [(n, p, i) for n, p in variants.items() for i in range(prof.n_replicates)]
     rows = []
     for name, pre, i in progress_bar(jobs, "presets", progress):
@@ -313,7 +317,7 @@ def side_by_side(summary_table: pd.DataFrame, paper: dict, digits: int = 3) -> p
     --------
     >>> s = pd.DataFrame({"method": ["CNN w/ mask"], "combination": ["FL"], "mean": [0.5],
     ...                   "std": [0.1], "n": [3]})
-    >>> side_by_side(s, PAPER["table1"]).loc["CNN w/ mask", "FL"]
+    >>> side_by_side(s, PUBLISHED["table1"]).loc["CNN w/ mask", "FL"]
     '0.500 ± 0.100 (paper 0.779 ± 0.026)'
     """
     def cell(row) -> str:
@@ -328,18 +332,3 @@ def side_by_side(summary_table: pd.DataFrame, paper: dict, digits: int = 3) -> p
     return out.pivot(index="method", columns="combination", values="text").reindex(
         index=list(dict.fromkeys(summary_table["method"])),
         columns=list(dict.fromkeys(summary_table["combination"]))).fillna("")
-
-
-def save_table(table: pd.DataFrame, name: str, tables_dir: str | Path | None) -> Path | None:
-    """Write ``<tables_dir>/<name>.csv`` (atomically); ``tables_dir=None`` skips."""
-    if tables_dir is None:
-        return None
-    if not name or "/" in name or "\\" in name:
-        raise ValueError(f"Table name {name!r} must be a plain file stem like '05_table1'.")
-    out = Path(tables_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path

@@ -1,15 +1,21 @@
-"""Fig. 5 as one experiment: cross-validated synthetic nucleus images, their markers,
-and segmentation trained with them (:mod:`cellcutter_nb.core.nucleus` holds the model).
+"""Fig. 5 as one experiment: markers from predicted (synthetic) nucleus images.
 
-For each modality (``fl``, ``bf``) and fold, the nucleus UNet trained on the other
-fields predicts the held-out field (cached under ``<cache>/nucleus/<key>/``); its blobs
-are paired within 15 µm with the blobs of the experimental nucleus image (FN/FP rates),
-and the segmentation model is trained with those synthetic markers
-(:func:`cellcutter_nb.experiments.model_cache.fit`) beside the same model with the real ones.
+The nucleus UNet (:mod:`cellcutter_nb.core.nucleus`) is trained by three-fold
+cross-validation over the replicates (train on two fields, predict the third:
+:func:`cv_folds`); the blob threshold for its probability images is fitted on the
+training fields only (:func:`calibrate_threshold`). For each modality (``fl``, ``bf``)
+and fold, the held-out field's synthetic nucleus image (models cached under
+``<cache>/nucleus/<key>/``) gives blobs that are paired within 15 µm with the blobs of
+the experimental nucleus image (FN/FP rates), and the segmentation model is trained
+with those synthetic markers (:func:`cellcutter_nb.experiments.model_cache.fit`) beside
+the same model with the real ones.
 
 Examples
 --------
 >>> from cellcutter_nb import config
+>>> from cellcutter_nb.experiments.predicted_markers import cv_folds
+>>> [(f.test, f.train) for f in cv_folds(3)]
+[(0, (1, 2)), (1, (0, 2)), (2, (0, 1))]
 >>> from cellcutter_nb.experiments.predicted_markers import synthetic_marker_experiment
 >>> prof = config.get_profile("smoke").replace(field_size=128, nucleus_max_steps=2)
 >>> res = synthetic_marker_experiment(prof, cache_dir=None, modalities=("fl",),
@@ -30,25 +36,98 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import Preset, Profile, config_hash, get_preset, get_profile
+from ..config import PIXEL_SIZE_UM, Preset, Profile, config_hash, get_preset, get_profile
 from ..core.nucleus import (
-    BLOB_THRESHOLDS,
-    CACHE_VERSION,
     FLAT_FIELD_SIGMA_UM,
     MODALITIES,
-    NUCLEUS_PROFILE_FIELDS,
-    Fold,
-    calibrate_threshold,
-    cv_folds,
     normalised_input,
     nucleus_target,
     predict_tiled,
     tiling,
     train_nucleus_model,
 )
+from ..prep.markers import detect_blobs, match_markers
+from .model_cache import atomic_folder, default_cache_dir, fit, replicate
 
-__all__ = ["FoldResult", "SyntheticMarkerResult", "nucleus_fold",
-           "synthetic_marker_experiment"]
+__all__ = ["BLOB_THRESHOLDS", "Fold", "FoldResult", "SyntheticMarkerResult",
+           "calibrate_threshold", "cv_folds", "nucleus_fold", "synthetic_marker_experiment"]
+
+#: Bump when a change to nucleus training makes cached models stale.
+CACHE_VERSION = 1
+#: The Profile fields that shape a nucleus UNet (its cache key); the segmentation
+#: training settings do not.
+NUCLEUS_PROFILE_FIELDS = ("field_size", "unet_width", "unet_depth", "nucleus_max_steps",
+                          "nucleus_crop", "nucleus_batch")
+#: Candidate blob thresholds for synthetic nucleus images, fitted per fold on the
+#: training fields (:func:`calibrate_threshold`); see
+#: :func:`cellcutter_nb.prep.markers.detect_blobs`.
+BLOB_THRESHOLDS: dict[str, tuple[float, ...]] = {
+    "dog": (0.1, 0.15, 0.2, 0.25, 0.3), "doh": (0.005, 0.01, 0.02)}
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold: train on the fields ``train``, score on ``test``."""
+    test: int
+    train: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.train or self.test in self.train:
+            raise ValueError(f"Fold(test={self.test}, train={self.train}): a fold needs "
+                             f"training fields and never trains on the field it scores.")
+
+
+def cv_folds(n_fields: int) -> list[Fold]:
+    """Leave-one-field-out folds (the paper's three-fold scheme for three replicates).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 fields (nothing left to train on).
+
+    Examples
+    --------
+    >>> [(f.test, f.train) for f in cv_folds(2)]
+    [(0, (1,)), (1, (0,))]
+    """
+    if int(n_fields) < 2:
+        raise ValueError(f"Cross-validation needs at least 2 fields, got {n_fields}: one to "
+                         f"score and at least one to train on.")
+    return [Fold(i, tuple(j for j in range(int(n_fields)) if j != i))
+            for i in range(int(n_fields))]
+
+
+def calibrate_threshold(images: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                        method: str = "dog", *, pixel_size: float = PIXEL_SIZE_UM,
+                        candidates: Sequence[float] | None = None) -> float:
+    """Blob threshold with the lowest FN + FP rate on training fields.
+
+    ``images`` are synthetic nucleus images of the *training* fields and ``references``
+    their reference markers, so the test field never informs the threshold. A
+    probability image has the same contrast for every nucleus, unlike a DAPI image,
+    so the DAPI default of :func:`cellcutter_nb.prep.markers.detect_blobs` need not fit it.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> img = np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 50.0)
+    >>> calibrate_threshold([img], [np.array([[30.0, 20.0]])])
+    0.1
+    """
+    if len(images) != len(references) or not len(images):
+        raise ValueError("Give one reference marker array per image (at least one).")
+    if method not in BLOB_THRESHOLDS:
+        raise ValueError(f"method={method!r}; choose one of {list(BLOB_THRESHOLDS)}.")
+    best, best_err = None, np.inf
+    for t in candidates or BLOB_THRESHOLDS[method]:
+        err = 0.0
+        for img, ref in zip(images, references, strict=True):
+            r = match_markers(detect_blobs(img, method, pixel_size=pixel_size, threshold=t),
+                              ref, pixel_size=pixel_size)
+            err += np.nan_to_num(r.fn_rate, nan=1.0) + np.nan_to_num(r.fp_rate, nan=1.0)
+        if err < best_err - 1e-12:
+            best, best_err = float(t), err
+    return best
 
 
 @dataclass
@@ -78,7 +157,6 @@ class FoldResult:
 @dataclass
 class SyntheticMarkerResult:
     """Tables and per-fold images of :func:`synthetic_marker_experiment`."""
-
     rates: pd.DataFrame
     miou: pd.DataFrame
     folds: list[FoldResult]
@@ -95,9 +173,6 @@ def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, se
                  cache_dir: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """Train (or load) one fold's nucleus UNet: test-field probabilities and a meta dict
     (``stopped``, ``steps``, ``seconds``, blob ``thresholds``, ``history``)."""
-    from ..prep.markers import detect_blobs
-    from .model_cache import replicate
-
     key = config_hash(profile.subset(NUCLEUS_PROFILE_FIELDS),
                       {"version": CACHE_VERSION, "modality": modality,
                        "train": list(fold.train), "test": fold.test, "seed": int(seed),
@@ -123,8 +198,6 @@ def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, se
             "stopped": res.stopped, "steps": len(res.history), "seconds": res.seconds,
             "thresholds": thresholds}
     if folder is not None:
-        from .model_cache import atomic_folder
-
         with atomic_folder(folder) as tmp:
             res.model.save(tmp / "model.keras")
             np.save(tmp / "probability.npy", probs[fold.test])
@@ -147,8 +220,9 @@ def synthetic_marker_experiment(profile: str | Profile = "quick",
     training fields, and the detector's defaults) are paired within 15 µm with the DoG
     blobs of the experimental nucleus image (the paper's reference) and with the true
     nucleus centres. Then the segmentation model is trained on the test field with the
-    synthetic markers of the preset's ``blob_method`` (:func:`cellcutter_nb.experiments.model_cache.fit`),
-    beside the same model with the real markers (the Table 1 run, shared by the cache).
+    synthetic markers of the preset's ``blob_method``
+    (:func:`cellcutter_nb.experiments.model_cache.fit`), beside the same model with the
+    real markers (the Table 1 run, shared by the cache).
 
     Parameters
     ----------
@@ -158,7 +232,7 @@ def synthetic_marker_experiment(profile: str | Profile = "quick",
     seed : int
         Seeds the replicate fields and all training.
     cache_dir : path, True, None or False
-        Model cache (``True``: :func:`cellcutter_nb.experiments.model_cache.default_cache_dir`).
+        Model cache (``True``: :func:`~cellcutter_nb.experiments.model_cache.default_cache_dir`).
     modalities : sequence of str
         Inputs of the nucleus UNet, from ``("fl", "bf")``.
     segment : bool or sequence of int
@@ -178,10 +252,7 @@ def synthetic_marker_experiment(profile: str | Profile = "quick",
         (cells paired by both marker sets), miou_all (every cell a marker reaches),
         n_cells, n_markers; without markers nothing is segmented and all are 0.
     """
-    from ..prep.markers import detect_blobs
-    from .model_cache import default_cache_dir, replicate
-
-    prof, pre = get_profile(profile), get_preset(preset)
+    prof, pre = get_profile(profile), get_preset(preset)  # resolved here, once
     root = default_cache_dir(prof) if cache_dir is True else cache_dir or None
     say = progress or (lambda _msg: None)
     if not modalities or set(modalities) - set(MODALITIES):
@@ -219,8 +290,6 @@ def synthetic_marker_experiment(profile: str | Profile = "quick",
 
 def _rates(found: np.ndarray, true: np.ndarray, pixel_size: float) -> dict:
     """FN / FP rates and counts of ``found`` against ``true`` markers (15 µm pairing)."""
-    from ..prep.markers import match_markers
-
     r = match_markers(found, true, pixel_size=pixel_size)
     return {"fn_rate": r.fn_rate if r.n_true else 0.0, "fp_rate": r.fp_rate if r.n_found
             else 0.0, "n_true": r.n_true, "n_found": r.n_found, "tp": r.tp}
@@ -229,9 +298,6 @@ def _rates(found: np.ndarray, true: np.ndarray, pixel_size: float) -> dict:
 def _segment(prof: Profile, pre: Preset, result: FoldResult, rep: Any, seed: int,
              root: Path | None, base: dict) -> list[dict]:
     """Segment the test field with synthetic and with real markers; mIOU rows."""
-    from ..prep.markers import match_markers
-    from .model_cache import fit
-
     used = {"synthetic": result.markers[pre.blob_method], "real": rep.markers}
     paired = {}
     for k, m in used.items():  # true marker k-1 <-> cell label k

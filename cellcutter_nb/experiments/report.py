@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paper import PAPER, side_by_side, summary
+from .paper import PUBLISHED, side_by_side, summary
 
 
 def _stats(diffs: Sequence[float]) -> tuple[float, float, int]:
@@ -58,7 +58,7 @@ def _paired(table: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> pd.S
 
 
 def _paper_diff(pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> float:
-    t = PAPER["table1"]
+    t = PUBLISHED["table1"]
     diffs = [t[a][0] - t[b][0] for a, b in pairs if a in t and b in t]
     return float(np.mean(diffs)) if diffs else float("nan")
 
@@ -113,16 +113,16 @@ def cross_modality_conclusions(agree: pd.DataFrame, table: pd.DataFrame) -> pd.D
         lower = np.minimum(w.xs(fl).to_numpy(), w.xs(bf).to_numpy())
         diffs = a.xs(pair).to_numpy() - lower
         mean, se, n = _stats(diffs)
-        paper_lower = min(PAPER["table1"][("CNN w/ mask", fl)][0],
-                          PAPER["table1"][("CNN w/ mask", bf)][0])
+        paper_lower = min(PUBLISHED["table1"][("CNN w/ mask", fl)][0],
+                          PUBLISHED["table1"][("CNN w/ mask", bf)][0])
         rows.append({"claim": f"{pair}: agreement ≥ the lower accuracy",
-                     "paper": PAPER["cross_modality"][pair][0] - paper_lower, "ours": mean,
+                     "paper": PUBLISHED["cross_modality"][pair][0] - paper_lower, "ours": mean,
                      "se": se, "n": n, "verdict": verdict(diffs, strict=False),
                      "note": "agreement minus min(mIOU_FL, mIOU_BF) per replicate"})
     if {"FL vs BF", "FL+Nuc vs BF+Nuc"} <= set(a.index.get_level_values(0)):
         diffs = (a.xs("FL+Nuc vs BF+Nuc") - a.xs("FL vs BF")).to_numpy()
         mean, se, n = _stats(diffs)
-        p = PAPER["cross_modality"]
+        p = PUBLISHED["cross_modality"]
         rows.append({"claim": "agreement higher with Nuc",
                      "paper": p["FL+Nuc vs BF+Nuc"][0] - p["FL vs BF"][0], "ours": mean,
                      "se": se, "n": n, "verdict": verdict(diffs), "note": ""})
@@ -169,10 +169,10 @@ def synthetic_marker_section(rates: pd.DataFrame, miou: pd.DataFrame | None) -> 
              "False-negative and false-positive rates of DoG blobs of the synthetic nucleus "
              "image (threshold fitted on the training fields), paired within 15 µm with DoG "
              "blobs of the nucleus image; mean ± std over the folds.", "",
-             _fmt(side_by_side(s, PAPER["synthetic_markers"]).reset_index()), ""]
+             _fmt(side_by_side(s, PUBLISHED["synthetic_markers"]).reset_index()), ""]
     if miou is not None and len(miou):
         m = summary(miou.rename(columns={"markers": "method", "modality": "combination"}))
-        paper = {("synthetic", k): PAPER["synthetic_markers"][(k, "miou")]
+        paper = {("synthetic", k): PUBLISHED["synthetic_markers"][(k, "miou")]
                  for k in ("FL", "BF")}
         lines += ["Per-cell mIOU of segmentations trained with synthetic vs real markers "
                   "(cells whose nucleus the markers pair with):", "",
@@ -221,13 +221,13 @@ def sections(tables: Path) -> list[str]:
     if t1 is not None:
         out += ["## Table 1 — per-cell mIOU, ours (paper)", "",
                 "mean ± std over replicates; the paper's value in brackets.", "",
-                _fmt(side_by_side(summary(t1), PAPER["table1"]).reset_index()), ""]
+                _fmt(side_by_side(summary(t1), PUBLISHED["table1"]).reset_index()), ""]
         conclusions.append(table1_conclusions(t1))
     cm = _read(tables, "06_cross_modality")
     if cm is not None:
         s = summary(cm.assign(method="agreement"), by=("method", "pair")).rename(
             columns={"pair": "combination"})
-        paper = {("agreement", k): v for k, v in PAPER["cross_modality"].items()}
+        paper = {("agreement", k): v for k, v in PUBLISHED["cross_modality"].items()}
         out += ["## Cross-modality agreement (FL-trained vs BF-trained)", "",
                 _fmt(side_by_side(s, paper).reset_index()), ""]
         if t1 is not None:
@@ -235,7 +235,7 @@ def sections(tables: Path) -> list[str]:
     un = _read(tables, "07_unseen_image")
     if un is not None:
         s = summary(un.assign(method="agreement with own model"), value="agreement")
-        paper = {("agreement with own model", k): v for k, v in PAPER["unseen_image"].items()}
+        paper = {("agreement with own model", k): v for k, v in PUBLISHED["unseen_image"].items()}
         acc = un.groupby("combination", sort=False)[["miou_unseen", "miou_own"]].mean()
         out += ["## Unseen image", "", _fmt(side_by_side(s, paper).reset_index()), "",
                 "Accuracy against the truth (mean over replicates):", "",

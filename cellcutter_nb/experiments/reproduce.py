@@ -6,10 +6,11 @@ executes ``notebooks/NN_*.ipynb`` in order, writes executed copies to
 for the smoke profile, so CI never overwrites the committed figures), tables to
 ``results/<profile>/tables/``, and a ``REPORT.md`` with wall times, versions,
 device and commit, the paper's numbers beside ours and its conclusions marked held or
-not held (:mod:`cellcutter_nb.experiments.report`). A failing notebook stops the run with a
-non-zero exit that names the notebook and the failing cell; its executed copy is kept.
+not held (:mod:`cellcutter_nb.experiments.report`). A failing notebook stops the run with
+a non-zero exit that names the notebook and the failing cell; its executed copy is kept.
 A rerun skips notebooks whose inputs are unchanged (:func:`input_hash`) and trained
-models come from the cache of :mod:`cellcutter_nb.experiments.model_cache`, so an interrupted run resumes.
+models come from the cache of :mod:`cellcutter_nb.experiments.model_cache`, so an
+interrupted run resumes. The command line itself is :func:`cellcutter_nb.app.cli.main`.
 
 Examples
 --------
@@ -26,17 +27,13 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
-from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from ..config import CHANNELS, PROFILES, get_profile
+from ..config import get_profile
+from .report import sections
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -156,8 +153,7 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
     settings, seed, device and backend, package versions, git commit and the wall time
     per notebook (notebooks in ``skipped`` were not rerun: their inputs were unchanged).
     """
-    from ..backend import DETERMINISTIC, backend_name, device_description
-    from .report import sections
+    from ..backend import DETERMINISTIC, backend_name, device_description  # Keras on demand
 
     prof = get_profile(profile)
     commit = git_commit()
@@ -218,84 +214,14 @@ def input_hash(notebook: Path, parameters: dict, root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
-def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = None,
-                     learning_rate: Any = None, figures_dir: Any = None,
-                     tables_dir: Any = None, cache_dir: Any = None) -> dict[str, Any]:
-    """Check the types and values of the notebooks' papermill parameters.
-
-    Papermill injects parameters as Python literals, so ``-p profile 3`` arrives as the
-    integer 3 and ``-p seed x`` as the string ``"x"``; without a check they fail later
-    with an obscure message (or not at all). Notebooks call this right after their
-    parameters cell.
-
-    Parameters
-    ----------
-    profile : str
-        One of the profile names (``smoke``, ``quick``, ``full``).
-    seed : int
-        Non-negative integer (a NumPy integer is accepted; ``bool`` is not).
-    channels : sequence of str, optional
-        Non-empty, distinct names from ``("fl", "bf", "nuc")``.
-    learning_rate : float, optional
-        Positive finite number.
-    figures_dir, tables_dir, cache_dir : str or path, optional
-        Output folders (``None`` allowed: do not write, or the default cache).
-
-    Returns
-    -------
-    dict
-        The checked values (``seed`` as ``int``, ``channels`` as a list), only those given.
-
-    Raises
-    ------
-    ValueError
-        Naming the parameter, the value received and what is expected.
-
-    Examples
-    --------
-    >>> check_parameters("quick", 2, channels=("fl", "nuc"))
-    {'profile': 'quick', 'seed': 2, 'channels': ['fl', 'nuc']}
-    """
-    def bad(name: str, value: Any, expected: str) -> ValueError:
-        return ValueError(f"papermill parameter {name}={value!r} ({type(value).__name__}) is "
-                          f"invalid: expected {expected}, e.g. papermill ... -p {name} "
-                          f"<value>.")
-
-    if not isinstance(profile, str) or profile not in PROFILES:
-        raise bad("profile", profile, f"one of the strings {sorted(PROFILES)}")
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise bad("seed", seed, "a non-negative integer")
-    out: dict[str, Any] = {"profile": profile, "seed": int(seed)}
-    if channels is not None:
-        names = [channels] if isinstance(channels, str) else channels
-        if (not isinstance(names, (list, tuple)) or not names
-                or not all(isinstance(c, str) and c in CHANNELS for c in names)
-                or len(set(names)) != len(names)):
-            raise bad("channels", channels, f"a list of distinct names from {list(CHANNELS)}")
-        out["channels"] = list(names)
-    if learning_rate is not None:
-        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, Real)
-                or not np.isfinite(learning_rate) or learning_rate <= 0):
-            raise bad("learning_rate", learning_rate, "a positive number")
-        out["learning_rate"] = float(learning_rate)
-    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir),
-                        ("cache_dir", cache_dir)):
-        if value is not None:
-            if not isinstance(value, (str, os.PathLike)) or not str(value):
-                raise bad(name, value, "a folder path (string) or None")
-            out[name] = value
-    return out
-
-
-# --- the model file -------------------------------------------------------------------------
 def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int = 0,
               root: Path = ROOT, force: bool = False) -> Path:
     """Run the selected notebooks for ``profile`` and write the report.
 
     A notebook whose inputs (:func:`input_hash`) are unchanged since its last successful
     run, with its executed copy still there, is not rerun (``force=True`` reruns it);
-    trained models are cached separately (:mod:`cellcutter_nb.experiments.model_cache`), so a rerun after an
-    interruption resumes where it stopped.
+    trained models are cached separately (:mod:`cellcutter_nb.experiments.model_cache`), so a
+    rerun after an interruption resumes where it stopped.
 
     Returns
     -------
@@ -330,36 +256,3 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int =
         state_file.write_text(json.dumps(state, indent=1))
     return write_report(paths, profile, seed, dict(sorted(timings.items())), started,
                         tuple(skipped))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point of ``python -m cellcutter_nb``."""
-    import argparse
-
-    from ..app.cli import add_segment_parser, run_segment
-
-    parser = argparse.ArgumentParser(prog="python -m cellcutter_nb",
-                                     description="Reproduce Din & Yu (2021) with notebooks.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="run the notebooks with papermill")
-    rep.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
-    rep.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 05")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    rep.add_argument("--force", action="store_true",
-                     help="rerun notebooks even when their inputs are unchanged")
-    add_segment_parser(sub)  # python -m cellcutter_nb segment ... (cellcutter_nb.app.cli)
-    args = parser.parse_args(argv)
-    if args.command == "segment":
-        return run_segment(args)
-    if args.list:
-        for nb in discover():
-            print(nb.stem)
-        return 0
-    try:
-        report = reproduce(args.profile, args.only, args.seed, force=args.force)
-    except (NotebookFailed, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"report: {report}")
-    return 0

@@ -1,4 +1,6 @@
-"""Table 1's CellProfiler row: CellProfiler's own secondary-object algorithms on fl.
+"""The references beside the network: CellProfiler's secondary objects and position only.
+
+Table 1's CellProfiler row: CellProfiler's own secondary-object algorithms on fl.
 
 The paper segmented the anti-pY image with CellProfiler's IdentifySecondaryObjects,
 seeded by the nuclei, and reported the best of its methods (mIOU 0.69 ± 0.034).
@@ -16,6 +18,9 @@ This module runs the same algorithms without CellProfiler itself:
 
 All outputs keep the nucleus numbering: label k grows from nucleus k (marker k-1).
 Holes inside each object are filled as CellProfiler does.
+
+:func:`nearest_marker_partition` is the *position-only* reference: each mask pixel to its
+nearest marker, no image used (DESIGN.md: always show it beside unsupervised results).
 
 Examples
 --------
@@ -35,14 +40,17 @@ import pandas as pd
 from centrosome.cpmorphology import fill_labeled_holes
 from centrosome.propagate import propagate
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.filters import threshold_li, threshold_otsu
 from skimage.segmentation import expand_labels, relabel_sequential, watershed
 
 from ..data.field import Field, check_image
 from ..metrics import per_cell_iou, summarize
 from .markers import markers_from_labels, nuclei_from_image
+from .mask import graph_cut
 
-__all__ = ["METHODS", "BaselineResult", "cellprofiler_baseline", "secondary_objects"]
+__all__ = ["METHODS", "BaselineResult", "cellprofiler_baseline", "nearest_marker_partition",
+           "secondary_objects"]
 
 #: IdentifySecondaryObjects methods implemented here.
 METHODS: tuple[str, ...] = ("propagation", "watershed_image", "watershed_gradient",
@@ -96,7 +104,6 @@ def _foreground(img: np.ndarray, foreground: str | np.ndarray) -> np.ndarray:
                              f"{img.shape}; give a mask of the same size.")
         return foreground.astype(bool)
     if foreground == "graph_cut":
-        from .mask import graph_cut
         return graph_cut(img)
     methods = {"li": threshold_li, "otsu": threshold_otsu}
     if foreground not in methods:
@@ -234,3 +241,24 @@ def cellprofiler_baseline(field: Field, nuclei_labels: np.ndarray | None = None,
         result.scores = pd.concat(tables).set_index("method")
         result.best = str(result.scores["miou"].idxmax())
     return result
+
+
+def nearest_marker_partition(markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The position-only partition: each foreground pixel goes to its nearest marker.
+
+    Eq. 1 is minimised by any overlap-free partition of the mask, and this one uses no
+    image at all: the reference every unsupervised result is shown beside. Label k
+    belongs to marker k - 1.
+
+    Examples
+    --------
+    >>> mask = np.ones((1, 5), bool); mask[0, 2] = False
+    >>> nearest_marker_partition(np.array([[0.0, 0.0], [0.0, 4.0]]), mask).tolist()
+    [[1, 1, 0, 2, 2]]
+    """
+    out = np.zeros(mask.shape, np.uint32)
+    if len(markers) == 0:
+        return out
+    pts = np.argwhere(mask)
+    out[mask] = cKDTree(markers).query(pts, workers=-1)[1] + 1
+    return out

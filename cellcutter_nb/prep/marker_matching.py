@@ -105,6 +105,26 @@ class MatchResult:
         """fp / n_true."""
         return self._ratio(self.fp, self.n_true)
 
+    def missed(self) -> np.ndarray:
+        """Indices of the true markers left unpaired (the false negatives), ascending.
+
+        Examples
+        --------
+        >>> match_markers([[0, 0]], [[0, 1], [40, 40]], pixel_size=1.0).missed().tolist()
+        [1]
+        """
+        return np.setdiff1d(np.arange(self.n_true), self.pairs[:, 1])
+
+    def extra(self) -> np.ndarray:
+        """Indices of the found markers left unpaired (the false positives), ascending.
+
+        Examples
+        --------
+        >>> match_markers([[0, 0], [9, 9]], [[0, 1]], pixel_size=1.0).extra().tolist()
+        [1]
+        """
+        return np.setdiff1d(np.arange(self.n_found), self.pairs[:, 0])
+
     def as_dict(self) -> dict[str, float]:
         """Counts and rates as a flat dict."""
         keys = ("n_true", "n_found", "tp", "fn", "fp", "recall", "precision", "fn_rate",

@@ -9,19 +9,21 @@ Laplacian features) whose probability map is then graph-cut.
   contrast-sensitive weight, 4- or 8-neighbours.
 * :func:`pixel_features` — the Weka-like feature stack.
 * :func:`pixel_classifier_mask` — scribbles → random forest → :func:`graph_cut`.
-* :func:`synthetic_scribbles` — a deterministic stand-in for a user's scribbles,
-  drawn from a synthetic field's ground truth.
-* :func:`foreground_iou` — IoU of two binary masks.
+
+A stand-in for a user's scribbles on a synthetic field is
+:func:`cellcutter_nb.prep.scribbles.synthetic_scribbles`; the IoU of two masks is
+:func:`cellcutter_nb.metrics.foreground_iou`.
 
 Examples
 --------
 >>> import numpy as np
+>>> from cellcutter_nb.metrics import foreground_iou
 >>> from cellcutter_nb.prep import mask
 >>> rng = np.random.default_rng(0)
 >>> truth = np.zeros((64, 64), bool); truth[16:48, 16:48] = True
 >>> img = truth + rng.normal(0, 0.4, truth.shape)
 >>> m = mask.graph_cut(img, kappa=1.0)
->>> mask.foreground_iou(m, truth) > 0.9
+>>> foreground_iou(m, truth) > 0.9
 True
 """
 
@@ -33,16 +35,12 @@ from typing import Any
 import maxflow
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.draw import line
 from skimage.filters import threshold_li, threshold_otsu
-from skimage.segmentation import find_boundaries
 from sklearn.ensemble import RandomForestClassifier
 
-from ..data.field import Field, check_image
-from ..metrics import foreground_iou
+from ..data.field import check_image
 
-__all__ = ["foreground_iou", "graph_cut", "otsu_mask", "pixel_classifier_mask",
-           "pixel_features", "rescale", "synthetic_scribbles"]
+__all__ = ["graph_cut", "otsu_mask", "pixel_classifier_mask", "pixel_features", "rescale"]
 
 #: Default constant cut penalty κ of Eq. 2 (unary costs are in nats). See graph_cut.
 DEFAULT_KAPPA: float = 2.0
@@ -323,6 +321,7 @@ def pixel_classifier_mask(image: np.ndarray, scribbles: np.ndarray, *,
     >>> img = rng.normal(0, np.where(truth, 1.0, 0.1))
     >>> s = np.zeros(truth.shape, int); s[10:14, 5:15] = 1; s[30:34, 30:40] = 2
     >>> m = pixel_classifier_mask(img, s, n_estimators=10)
+    >>> from cellcutter_nb.metrics import foreground_iou
     >>> bool(foreground_iou(m, truth) > 0.9)
     True
     """
@@ -355,74 +354,3 @@ def pixel_classifier_mask(image: np.ndarray, scribbles: np.ndarray, *,
     cut_kwargs.setdefault("alpha", 0.5)  # the forest's output is already a posterior
     mask = graph_cut(prob, kappa=kappa, normalisation="none", **cut_kwargs)
     return (mask, prob) if return_probability else mask
-
-
-def synthetic_scribbles(field: Field, n_per_class: int = 6, seed: int = 0, *,
-                        length_um: float = 12.0, margin_um: float = 2.5,
-                        width: int = 3) -> np.ndarray:
-    """Short straight strokes drawn from the ground truth: a stand-in for a user's.
-
-    ``n_per_class`` strokes of ``length_um`` inside distinct cells (each stroke at
-    least ``margin_um`` from its cell's edge) and as many in the background (at least
-    ``margin_um`` from any cell), at seeded random positions and angles, ``width`` px
-    wide. Deterministic for a given field and seed.
-
-    Returns
-    -------
-    ndarray of uint8 (H, W)
-        1 = cell, 2 = background, 0 = unlabelled.
-
-    Raises
-    ------
-    ValueError
-        No ground truth, or no room for a stroke of the requested size.
-
-    Examples
-    --------
-    >>> lab = np.zeros((96, 96), np.uint32); lab[10:50, 10:50] = 1; lab[50:90, 50:90] = 2
-    >>> f = Field({"bf": np.zeros((96, 96))}, pixel_size=1.0, labels=lab)
-    >>> s = synthetic_scribbles(f, n_per_class=2, length_um=10)
-    >>> sorted(np.unique(s).tolist()), bool(((s == 1) <= (lab > 0)).all())
-    ([0, 1, 2], True)
-    """
-    if field.labels is None:
-        raise ValueError("synthetic_scribbles needs a field with ground-truth labels; for "
-                         "real images paint scribbles yourself (napari Labels layer: 1 = "
-                         "cell, 2 = background).")
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}.")
-    labels = field.labels.astype(np.int64)
-    half = 0.5 * length_um / field.pixel_size
-    need = half + margin_um / field.pixel_size + width // 2
-    frame = np.zeros(labels.shape, bool)
-    frame[1:-1, 1:-1] = True  # strokes also keep their distance from the image edge
-    inside = ndi.distance_transform_edt((labels > 0) & ~find_boundaries(labels, mode="inner")
-                                        & frame)
-    outside = ndi.distance_transform_edt((labels == 0) & frame)
-    rng = np.random.default_rng(seed)
-    out = np.zeros(labels.shape, np.uint8)
-    for value, dist in ((1, inside), (2, outside)):
-        cand = np.flatnonzero(dist.ravel() >= need)
-        if len(cand) == 0:
-            kind = "cell" if value == 1 else "background"
-            raise ValueError(f"No {kind} region is wide enough for a {length_um} µm stroke "
-                             f"with {margin_um} µm margin; lower length_um or margin_um.")
-        if value == 1:  # one stroke per cell: pick distinct cells first
-            cells = np.unique(labels.ravel()[cand])
-            chosen = rng.choice(cells, size=min(n_per_class, len(cells)), replace=False)
-            key = np.where(dist >= need, rng.random(labels.shape), -1.0)
-            pos = np.asarray(ndi.maximum_position(key, labels, chosen))  # random spot
-        else:
-            pos = np.column_stack(np.unravel_index(
-                rng.choice(cand, size=min(n_per_class, len(cand)), replace=False),
-                labels.shape))
-        angles = rng.uniform(0, np.pi, len(pos))
-        for (r, c), a in zip(pos, angles, strict=True):  # a handful of strokes
-            dr, dc = half * np.sin(a), half * np.cos(a)
-            rr, cc = line(int(round(r - dr)), int(round(c - dc)),
-                          int(round(r + dr)), int(round(c + dc)))
-            out[rr, cc] = value
-    if width > 1:
-        grown = ndi.grey_dilation(out, size=(width, width))
-        out = np.where(out == 0, grown, out).astype(np.uint8)
-    return out
