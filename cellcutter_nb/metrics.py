@@ -35,7 +35,8 @@ import pandas as pd
 from scipy import sparse
 
 __all__ = ["centre_pixels", "foreground_iou", "contingency", "iou_pairs", "per_cell_iou",
-           "summarize", "score", "agreement", "matching", "describe", "DEFAULT_THRESHOLDS"]
+           "summarize", "score", "score_table", "agreement", "matching", "describe",
+           "DEFAULT_THRESHOLDS"]
 
 #: IoU thresholds of :func:`matching`: 0.5, 0.55, …, 0.9.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2))
@@ -255,6 +256,37 @@ def score(labels: np.ndarray, gt: np.ndarray,
     iou = cells["iou"].to_numpy(np.float64)
     return ({"miou": float(iou.mean()), "std": float(iou.std(ddof=1)) if iou.size > 1 else 0.0,
              "ap50": float(m["ap"]), "f1": float(m["f1"]), "n_cells": int(iou.size)}, cells)
+
+
+def score_table(gt: np.ndarray,
+                segmentations: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Several segmentations of one field scored side by side (:func:`score`).
+
+    Parameters
+    ----------
+    gt : ndarray (H, W) of int
+        Ground-truth labels.
+    segmentations : dict of str to (labels, markers)
+        Name → label image and the markers its labels belong to.
+
+    Returns
+    -------
+    DataFrame indexed by name
+        ``mIOU``, ``std`` (over cells), ``AP@0.5``, ``F1@0.5``.
+
+    Examples
+    --------
+    >>> gt = np.array([[1, 1, 2, 2]])
+    >>> m = np.array([[0.0, 0.0], [0.0, 3.0]])
+    >>> t = score_table(gt, {"perfect": (gt, m), "shifted": (np.array([[1, 1, 1, 2]]), m)})
+    >>> t["mIOU"].round(4).tolist()
+    [1.0, 0.5833]
+    """
+    rows = {}
+    for name, (labels, markers) in segmentations.items():
+        s = score(labels, gt, markers)[0]
+        rows[name] = {"mIOU": s["miou"], "std": s["std"], "AP@0.5": s["ap50"], "F1@0.5": s["f1"]}
+    return pd.DataFrame(rows).T
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:

@@ -136,18 +136,16 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         Seeds weights, area offsets, augmentation and batch order.
     unet : keras.Model, optional
         Start from this network (e.g. one trained on another image) instead of a new one.
-    options : TrainOptions, optional
-        Stop rule, scoring, checkpoints, progress; default :class:`TrainOptions`.
-    **changes
-        Fields of :class:`TrainOptions` to change, e.g. ``max_seconds=60``.
+    options, **changes : TrainOptions, optional
+        Stop rule, scoring, checkpoints, progress (default :class:`TrainOptions`), with
+        fields changed by keyword, e.g. ``max_seconds=60``.
 
     Returns
     -------
     TrainResult
-        ``model`` (the UNet), ``history`` (one row per epoch: loss, area, overlap,
-        mask, patches_seen, seconds, and miou / patch_mean_iou with ground truth),
-        ``stopped`` (``"stable"``, ``"max_epochs"`` or ``"time"``), wall ``seconds``, and
-        ``patches_per_second`` of the training steps.
+        ``model`` (the UNet), ``history`` (per epoch: loss, area, overlap, mask,
+        patches_seen, seconds; miou, patch_mean_iou with ground truth), ``stopped``
+        (``"stable"``, ``"max_epochs"`` or ``"time"``), ``seconds``, ``patches_per_second``.
     """
     preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
     opts = dataclasses.replace(options or TrainOptions(), **changes)

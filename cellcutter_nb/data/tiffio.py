@@ -2,20 +2,21 @@
 
 :func:`load_field` (user TIFFs or arrays, any dtype, to float32), :func:`normalize` /
 :func:`normalize_field` (whole-image z-score or percentile stretch), :func:`save_field` /
-:func:`load_saved_field` (bit-exact folder of TIFF + CSV + JSON) and :func:`load_example`
-(bundled data); the paper's A431 release has its own loader, :mod:`cellcutter_nb.data.a431`.
+:func:`load_saved_field` (bit-exact folder of TIFF + CSV + JSON). The bundled example is
+:func:`cellcutter_nb.data.examples.load_example`, the paper's A431 release
+:func:`cellcutter_nb.data.a431.load_a431`.
 
 Examples
 --------
+>>> import numpy as np
 >>> from cellcutter_nb.data import tiffio
->>> f = tiffio.load_example("ht29")
+>>> f = tiffio.load_field(fl=np.ones((4, 6), np.uint16), nuc=np.zeros((4, 6)))
 >>> f.shape, f.channel_names, f.meta["pixel_size_assumed"]
-((512, 512), ('fl', 'nuc'), True)
+((4, 6), ('fl', 'nuc'), True)
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -358,48 +359,3 @@ def load_saved_field(folder: PathLike) -> Field:
     markers = read_markers(folder / "markers.csv") if meta["markers"] else None
     return Field({k: arrays[k] for k in meta["channels"]}, meta["pixel_size"], markers=markers,
                  name=meta["name"], meta=meta["meta"], **gt)
-
-
-_EXAMPLES = {"ht29": {
-    "files": {"fl": "ht29/ht29_cellbody.tif", "nuc": "ht29/ht29_dna.tif"},
-    "meta": {"source": "CellProfiler ExampleHuman, HT29 cells, image "
-                       "AS_09125_050116030001_D03f00 (Moffat et al., Cell 2006); see "
-                       "data/ht29/SOURCE.md", "licence": "CC0",
-             "channels": {"fl": "cell body (phalloidin / F-actin)", "nuc": "DNA (Hoechst)"},
-             "pixel_size_assumed": True}}}
-
-
-def data_dir() -> Path:
-    """The repository's ``data/`` folder (``$CELLCUTTER_NB_DATA`` overrides).
-
-    Examples
-    --------
-    >>> data_dir().name
-    'data'
-    """
-    path = Path(os.environ.get("CELLCUTTER_NB_DATA",
-                               Path(__file__).resolve().parents[2] / "data"))
-    if not path.is_dir():
-        raise FileNotFoundError(f"Data folder {path} not found: the examples ship with the "
-                                f"repository checkout (data/), not with the installed "
-                                f"package. Clone the repository or set CELLCUTTER_NB_DATA.")
-    return path
-
-
-def load_example(name: str = "ht29") -> Field:
-    """Load a bundled real field from ``data/``; ``"ht29"``: fl = cell body, nuc = DNA.
-
-    The pixel size is not recorded in the files; cells are 20-25 px across (the
-    paper's scale), so the nominal 0.8 µm/px is used and ``meta["pixel_size_assumed"]``
-    is True.
-
-    Examples
-    --------
-    >>> load_example("ht29").channel_names
-    ('fl', 'nuc')
-    """
-    if name not in _EXAMPLES:
-        raise ValueError(f"Unknown example {name!r}; available: {sorted(_EXAMPLES)}.")
-    spec, root = _EXAMPLES[name], data_dir()
-    chans = {k: read_image(root / v, name=k) for k, v in spec["files"].items()}
-    return Field(chans, PIXEL_SIZE_UM, name=name, meta=copy.deepcopy(spec["meta"]))

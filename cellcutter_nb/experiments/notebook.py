@@ -20,6 +20,7 @@ profile smoke: 2 replicates of 320² px, UNet width 8, 2 epochs × 2 areas
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,12 +45,13 @@ class Setup(NamedTuple):
 
 def setup(profile: Any = "smoke", seed: Any = 0, *, learning_rate: Any = None,
           channels: Any = None, figures_dir: Any = None, tables_dir: Any = None,
-          cache_dir: Any = None, quiet: bool = False) -> Setup:
+          cache_dir: Any = None, pixel_size: Any = None,
+          paths: Mapping[str, Any] | None = None, quiet: bool = False) -> Setup:
     """Check a notebook's papermill parameters and resolve what it runs with.
 
     Parameters
     ----------
-    profile, seed, learning_rate, channels, figures_dir, tables_dir, cache_dir
+    profile, seed, learning_rate, channels, figures_dir, tables_dir, cache_dir, pixel_size, paths
         The notebook's parameters (see :func:`check_parameters`).
     quiet : bool
         Do not print the one-line description of the profile.
@@ -74,7 +76,8 @@ def setup(profile: Any = "smoke", seed: Any = 0, *, learning_rate: Any = None,
     ValueError: papermill parameter seed='x' (str) is invalid: expected a non-negative ...
     """
     check_parameters(profile, seed, channels=channels, learning_rate=learning_rate,
-                     figures_dir=figures_dir, tables_dir=tables_dir, cache_dir=cache_dir)
+                     figures_dir=figures_dir, tables_dir=tables_dir, cache_dir=cache_dir,
+                     pixel_size=pixel_size, paths=paths)
     prof, preset = get_profile(profile), get_preset("paper")
     if learning_rate is not None:
         preset = preset.replace(learning_rate=float(learning_rate))
@@ -87,7 +90,8 @@ def setup(profile: Any = "smoke", seed: Any = 0, *, learning_rate: Any = None,
 
 def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = None,
                      learning_rate: Any = None, figures_dir: Any = None,
-                     tables_dir: Any = None, cache_dir: Any = None) -> dict[str, Any]:
+                     tables_dir: Any = None, cache_dir: Any = None, pixel_size: Any = None,
+                     paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check the types and values of the notebooks' papermill parameters.
 
     Papermill injects parameters as Python literals, so ``-p profile 3`` arrives as the
@@ -103,10 +107,12 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
         Non-negative integer (a NumPy integer is accepted; ``bool`` is not).
     channels : sequence of str, optional
         Non-empty, distinct names from ``("fl", "bf", "nuc")``.
-    learning_rate : float, optional
-        Positive finite number.
+    learning_rate, pixel_size : float, optional
+        Positive finite numbers.
     figures_dir, tables_dir, cache_dir : str or path, optional
         Output folders (``None`` allowed: do not write, or the default cache).
+    paths : dict of str to (str or path or None), optional
+        More file or folder parameters by name (e.g. notebook 12's ``fl_path``).
 
     Returns
     -------
@@ -143,16 +149,17 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
         except ValueError:
             raise bad("channels", channels, f"a list of distinct names from {list(CHANNELS)}"
                       ) from None
-    if learning_rate is not None:
-        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, Real)
-                or not np.isfinite(learning_rate) or learning_rate <= 0):
-            raise bad("learning_rate", learning_rate, "a positive number")
-        out["learning_rate"] = float(learning_rate)
-    for name, value in (("figures_dir", figures_dir), ("tables_dir", tables_dir),
-                        ("cache_dir", cache_dir)):
+    for name, value in (("learning_rate", learning_rate), ("pixel_size", pixel_size)):
+        if value is not None:
+            if (isinstance(value, bool) or not isinstance(value, Real)
+                    or not np.isfinite(value) or value <= 0):
+                raise bad(name, value, "a positive number")
+            out[name] = float(value)
+    folders = {"figures_dir": figures_dir, "tables_dir": tables_dir, "cache_dir": cache_dir}
+    for name, value in {**folders, **(paths or {})}.items():
         if value is not None:
             if not isinstance(value, (str, os.PathLike)) or not str(value):
-                raise bad(name, value, "a folder path (string) or None")
+                raise bad(name, value, "a path (string) or None")
             out[name] = value
     return out
 

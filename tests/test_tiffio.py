@@ -1,4 +1,4 @@
-"""Tests for cellcutter_nb.data.tiffio: reading, normalising, saving and the real-data loaders."""
+"""Tests for cellcutter_nb.data: TIFF reading, normalising, saving and the real-data loaders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellcutter_nb.data import a431, tiffio
+from cellcutter_nb.data import a431, examples, tiffio
 from cellcutter_nb.data.field import Field
 
 RNG = np.random.default_rng(0)
@@ -320,7 +320,7 @@ def test_a431_bad_layout(tmp_path):
 
 
 def test_load_example_ht29():
-    f = tiffio.load_example("ht29")
+    f = examples.load_example("ht29")
     assert f.shape == (512, 512) and f.channel_names == ("fl", "nuc")
     assert all(np.isfinite(f[k]).all() and f[k].dtype == np.float32 for k in f.channel_names)
     assert f.meta["pixel_size_assumed"] is True and f.meta["licence"] == "CC0"
@@ -330,7 +330,7 @@ def test_load_example_ht29():
 
 def test_load_example_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="available"):
-        tiffio.load_example("hela")
+        examples.load_example("hela")
     monkeypatch.setenv("CELLCUTTER_NB_DATA", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="repository checkout"):
-        tiffio.load_example("ht29")
+        examples.load_example("ht29")
