@@ -1,6 +1,7 @@
 # cellcutter_nb — the two commands of the README do all set-up on a fresh machine:
 #   make reproduce   (rerun every notebook; PROFILE=smoke|quick|full, default quick)
 #   make test        (the test suite CI runs)
+#   make test-fast   (the inner loop: pytest -m "not slow", under a minute)
 PYTHON ?= python3
 VENV   ?= .venv
 PROFILE ?= quick
@@ -8,7 +9,7 @@ ONLY ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test lint venv clean-results
+.PHONY: reproduce test test-fast lint venv clean-results
 
 venv: $(STAMP)
 
@@ -23,6 +24,9 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

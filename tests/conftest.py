@@ -1,4 +1,10 @@
-"""Shared fixtures: synthetic fields are generated once per test session."""
+"""Shared fixtures (synthetic fields generated once per session) and the ``slow`` marker.
+
+``pytest -m "not slow"`` (``make test-fast``) is the inner loop: it leaves out the notebook
+runs, training, subprocesses and the paper-sized field. Test functions carry
+``@pytest.mark.slow`` themselves; here the doctests that train and the tests that need the
+1750² field (~25 s to make) are marked.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,22 @@ import os
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: Doctests (by module or object) that train a network or run an experiment.
+SLOW_DOCTESTS = ("cellcutter_nb.core.nucleus.train_nucleus_model", "cellcutter_nb.core.supervised",
+                 "cellcutter_nb.core.train", "cellcutter_nb.experiments.model_cache",
+                 "cellcutter_nb.experiments.paper", "cellcutter_nb.experiments.predicted_markers",
+                 "cellcutter_nb.app.pipeline")
+#: Fixtures whose first use costs more than a few seconds.
+SLOW_FIXTURES = ("default_field", "default_stats")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the training doctests and the tests of the paper-sized field as slow."""
+    for item in items:
+        doctest_name = getattr(getattr(item, "dtest", None), "name", "")
+        if doctest_name in SLOW_DOCTESTS or set(SLOW_FIXTURES) & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

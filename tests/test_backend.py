@@ -27,6 +27,7 @@ def _probe(value: str | None, code: str = PROBE) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("value", "expected"), [("1", [True, 1, 1]), (None, [False, 0, 0])])
 def test_deterministic_switch_sets_one_thread(value, expected):
     out = _probe(value)
@@ -34,6 +35,7 @@ def test_deterministic_switch_sets_one_thread(value, expected):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
 
 
+@pytest.mark.slow
 def test_deterministic_switch_too_late_is_a_clear_error():
     code = ("import tensorflow as tf\ntf.constant(1.0) + 1\n"
             "import cellcutter_nb.backend")
@@ -42,6 +44,7 @@ def test_deterministic_switch_too_late_is_a_clear_error():
     assert "CELLCUTTER_NB_DETERMINISTIC=1 must be set before TensorFlow runs" in out.stderr
 
 
+@pytest.mark.slow
 def test_smoke_training_repeats_across_processes():
     # the standard: a smoke run gives the same numbers twice on CPU (2 threads here)
     code = ("from cellcutter_nb.experiments import model_cache\n"

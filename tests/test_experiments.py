@@ -19,6 +19,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("runs")
 
 
+@pytest.mark.slow
 def test_fit_caches_and_reloads_the_same_run(cache):
     a = model_cache.fit(TINY, PAPER, 0, ("fl", "nuc"), cache_dir=cache)
     assert (cache / "runs" / a.key / "model.keras").exists()
@@ -61,6 +62,7 @@ def test_replicates_differ_and_are_deterministic():
         model_cache.replicate(TINY, PAPER, 2)
 
 
+@pytest.mark.slow
 def test_table1_and_views_share_the_grid(cache):
     combos = [("fl",), ("bf",)]
     t = paper.table1(TINY, combinations=combos, cache_dir=cache)

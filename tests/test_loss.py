@@ -204,6 +204,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_backend_matches_naive_and_has_finite_gradients(tmp_path: Path):
     pytest.importorskip("jax")
     arrays, refs = {}, {}

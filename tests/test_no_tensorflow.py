@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a subprocess that trains under JAX (~30 s)
 
 SCRIPT = textwrap.dedent("""
     import importlib, importlib.abc, json, pkgutil, sys

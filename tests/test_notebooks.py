@@ -53,6 +53,7 @@ def test_committed_clean_with_parameters_cell(path):
     assert "profile" in "".join(code[0]["source"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_runs_in_smoke_profile(path, tmp_path):
     out = tmp_path / path.name

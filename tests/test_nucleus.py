@@ -77,6 +77,7 @@ def test_tiled_inference_handles_odd_shapes_and_rejects_misaligned_tiles(tiny_un
 
 
 # --- training and the stop rule ----------------------------------------------------------------
+@pytest.mark.slow
 def test_stop_rule_loss_reached_and_impossible():
     img = _smooth_noise((64, 64))
     easy = np.zeros((64, 64), bool)  # all background: the loss falls fast
@@ -126,6 +127,7 @@ def test_fold_and_folds_reject_leaks():
         cv_folds(1)
 
 
+@pytest.mark.slow
 def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_path):
     from cellcutter_nb.experiments.model_cache import replicate
 
@@ -156,6 +158,7 @@ def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_pa
     assert meta2["thresholds"] == meta["thresholds"] and len(meta2["history"]) == 2
 
 
+@pytest.mark.slow
 def test_experiment_tables_in_range():
     prof = SMOKE.replace(field_size=128, n_replicates=2, nucleus_max_steps=3, nucleus_crop=32,
                          max_epochs=1, steps_per_epoch=1)

@@ -26,6 +26,7 @@ def test_select_by_number_and_unknown():
         reproduce.select(nbs, ["99"])
 
 
+@pytest.mark.slow
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
@@ -36,6 +37,7 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
     assert kept.exists()
 
 
+@pytest.mark.slow
 def test_report_and_manifest_written(tmp_path):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
@@ -55,6 +57,7 @@ def test_cli_list_and_bad_profile(capsys):
         cli.main(["reproduce", "--profile", "huge"])
 
 
+@pytest.mark.slow
 def test_rerun_skips_unchanged_notebooks_and_reruns_changed(tmp_path, capsys):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_a.ipynb", "y = 2")

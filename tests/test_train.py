@@ -63,6 +63,7 @@ def test_patch_targets_pick_the_markers_cell():
     assert t[0, 22:42, 22:42].all() and not t[0, 42:].any()
 
 
+@pytest.mark.slow
 def test_training_is_repeatable_and_records_fig2_traces(small_field):
     a = train(small_field, ("fl", "nuc"), "paper", TINY, mask=small_field.mask, progress=False)
     b = train(small_field, ("fl", "nuc"), "paper", TINY, mask=small_field.mask, progress=False)
@@ -80,6 +81,7 @@ def test_without_mask_the_mask_term_is_zero(small_field):
     assert (r.history["mask"] == 0).all()
 
 
+@pytest.mark.slow
 def test_checkpoint_resume(small_field, tmp_path):
     one = TINY.replace(max_epochs=1)
     first = train(small_field, ("fl",), "paper", one, mask=small_field.mask,
@@ -123,6 +125,7 @@ def test_recalibrate_batchnorm_one_pass_matches_training_mode():
     assert recalibrate_batchnorm(unet, x, batch_size=16, n_batches=2) is None
 
 
+@pytest.mark.slow
 def test_supervised_upper_bound_runs(small_field):
     r = train_supervised(small_field, ("fl",), "paper", TINY, epochs=1, batch_size=8)
     assert r.history["miou"].between(0, 1).all() and len(r.history) == 1
@@ -137,6 +140,7 @@ def test_bad_inputs(small_field):
         train(small_field, ("fl",), "paper", TINY, markers=np.zeros((0, 2)))
 
 
+@pytest.mark.slow
 def test_stale_checkpoint_folder_does_not_skip_the_warm_start(small_field, tmp_path,
                                                                monkeypatch):
     # a checkpoint of another run (different key) is ignored: training starts afresh, and
