@@ -35,8 +35,7 @@ import pandas as pd
 from scipy import sparse
 
 __all__ = ["centre_pixels", "foreground_iou", "contingency", "iou_pairs", "per_cell_iou",
-           "summarize", "score", "score_table", "agreement", "matching", "describe",
-           "DEFAULT_THRESHOLDS"]
+           "summarize", "score", "score_table", "agreement", "matching", "DEFAULT_THRESHOLDS"]
 
 #: IoU thresholds of :func:`matching`: 0.5, 0.55, …, 0.9.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2))
@@ -370,36 +369,3 @@ def matching(pred: np.ndarray, gt: np.ndarray,
         "f1": ratio(2 * tp, 2 * tp + fp + fn), "ap": ratio(tp, tp + fp + fn),
         "mean_matched_iou": ratio(matched_sum, tp),
     }, index=pd.Index(thr, name="threshold"))
-
-
-def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, float]:
-    """A segmentation without ground truth: how many markers got a cell, how big the
-    cells are and how much of the foreground mask they cover.
-
-    Parameters
-    ----------
-    labels : ndarray (H, W) of int
-        Label k belongs to marker k - 1.
-    n_markers : int
-        Number of markers the segmentation started from.
-    mask : ndarray (H, W) of bool
-        The foreground mask M.
-
-    Returns
-    -------
-    dict
-        ``cells`` (labels present), ``markers_with_cell`` (cells / markers),
-        ``median_area_px`` and ``mask_covered`` (fraction of mask pixels labelled).
-
-    Examples
-    --------
-    >>> lab = np.array([[1, 1, 0, 2]])
-    >>> describe(lab, 3, np.array([[True, True, True, False]]))["markers_with_cell"]
-    0.6666666666666666
-    """
-    area = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
-    area = area[area > 0]
-    mask = np.asarray(mask, bool)
-    return {"cells": len(area), "markers_with_cell": len(area) / n_markers,
-            "median_area_px": float(np.median(area)) if len(area) else 0.0,
-            "mask_covered": float(((np.asarray(labels) > 0) & mask).sum() / mask.sum())}

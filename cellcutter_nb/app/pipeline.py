@@ -3,7 +3,7 @@
 :func:`segment` is an entry point: it takes the preset and profile by name (or as
 objects) and resolves them once; :func:`find_markers` and :func:`foreground_mask` are its
 first two steps. :func:`compare_to_position_only` describes a segmentation without
-ground truth beside the position-only partition (notebook 12).
+ground truth (:func:`describe`) beside the position-only partition (notebook 12).
 
 Examples
 --------
@@ -28,7 +28,7 @@ import pandas as pd
 from ..config import Preset, Profile, get_preset, get_profile
 from ..core.integrate import predict_field
 from ..data.field import Field, check_markers
-from ..metrics import agreement, describe, summarize
+from ..metrics import agreement, summarize
 from ..prep.markers import markers_from_labels, nuclei_from_image
 from ..prep.mask import graph_cut, pixel_classifier_mask
 
@@ -124,6 +124,39 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     return labels, result.model, history
 
 
+def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, float]:
+    """A segmentation without ground truth: how many markers got a cell, how big the
+    cells are and how much of the foreground mask they cover.
+
+    Parameters
+    ----------
+    labels : ndarray (H, W) of int
+        Label k belongs to marker k - 1.
+    n_markers : int
+        Number of markers the segmentation started from.
+    mask : ndarray (H, W) of bool
+        The foreground mask M.
+
+    Returns
+    -------
+    dict
+        ``cells`` (labels present), ``markers_with_cell`` (cells / markers),
+        ``median_area_px`` and ``mask_covered`` (fraction of mask pixels labelled).
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 0, 2]])
+    >>> describe(lab, 3, np.array([[True, True, True, False]]))["markers_with_cell"]
+    0.6666666666666666
+    """
+    area = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    area = area[area > 0]
+    mask = np.asarray(mask, bool)
+    return {"cells": len(area), "markers_with_cell": len(area) / n_markers,
+            "median_area_px": float(np.median(area)) if len(area) else 0.0,
+            "mask_covered": float(((np.asarray(labels) > 0) & mask).sum() / mask.sum())}
+
+
 def compare_to_position_only(labels: np.ndarray, position_only: np.ndarray, n_markers: int,
                              mask: np.ndarray) -> pd.DataFrame:
     """A segmentation without ground truth beside the position-only partition.
@@ -142,7 +175,7 @@ def compare_to_position_only(labels: np.ndarray, position_only: np.ndarray, n_ma
     Returns
     -------
     DataFrame indexed by ``method`` (``unsupervised``, ``position only``)
-        :func:`cellcutter_nb.metrics.describe` of each, and ``miou_vs_position_only``
+        :func:`describe` of each, and ``miou_vs_position_only``
         (their agreement, :func:`cellcutter_nb.metrics.agreement`).
 
     Examples
