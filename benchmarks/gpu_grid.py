@@ -80,7 +80,7 @@ def precision_run(rep, profile, preset, policy: str, cap_s: float, seed: int) ->
     from cellcutter_nb.backend import dtype_policy
     from cellcutter_nb.core.integrate import predict_field
     from cellcutter_nb.core.train import train
-    from cellcutter_nb.experiments.model_cache import score
+    from cellcutter_nb.metrics import score
 
     channels = ("fl", "nuc")
     rows: list[dict] = []
@@ -97,7 +97,7 @@ def precision_run(rep, profile, preset, policy: str, cap_s: float, seed: int) ->
                        evaluate_every=5, progress=False, on_epoch=on_epoch)
         train_s = time.perf_counter() - t0
         labels = predict_field(result.model, rep.field, channels, preset, markers=rep.markers)
-    scores, _ = score(labels, rep.field, rep.markers)
+    scores, _ = score(labels, rep.field.labels, rep.markers)
     hist = pd.DataFrame(rows).assign(policy=policy)
     summary = {"policy": policy, "stopped": result.stopped, "seconds": round(train_s, 1),
                "stable_after_s": round(train_s, 1) if result.stopped == "stable" else None,
@@ -117,12 +117,12 @@ def grid_profile(base, left_s: float, rate: float, patches_per_step: float, t_mo
 
     ``left_s - t_fixed_s`` is shared by ``n_models`` models, each costing ``t_model_s``
     plus, per epoch, ``t_epoch_s`` (``fit`` scores every epoch) and steps × patches per
-    step / rate. Runs of at most ``train.EAGER_MAX_STEPS`` steps would run eagerly, so
+    step / rate. Runs of at most ``step.EAGER_MAX_STEPS`` steps would run eagerly, so
     longer ones are preferred.
     """
-    from cellcutter_nb.core import train
+    from cellcutter_nb.core import step
 
-    eager_max = train.EAGER_MAX_STEPS
+    eager_max = step.EAGER_MAX_STEPS
     per_model = (left_s - t_fixed_s) / n_models - t_model_s
     options = []
     for steps in range(1, base.steps_per_epoch + 1):
@@ -206,9 +206,10 @@ def main() -> None:
     print(pd.DataFrame(summaries).to_string(index=False), flush=True)
 
     # 3. Table 1 at full scale, sized to the time left
+    from cellcutter_nb.core.evaluate import evaluate, recalibrate_batchnorm
     from cellcutter_nb.core.model import build_unet
     from cellcutter_nb.core.patches import extract_patches
-    from cellcutter_nb.core.train import EAGER_MAX_STEPS, evaluate, recalibrate_batchnorm
+    from cellcutter_nb.core.step import EAGER_MAX_STEPS
 
     f32 = summaries[0]
     rate = f32["patches_per_s_steady"]

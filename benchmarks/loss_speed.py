@@ -127,9 +127,11 @@ def dense_loss(logits, offsets, valid, mask):
 
 
 def canvas_loss(logits, offsets, valid, mask):
+    from cellcutter_nb.config import LossWeights
     from cellcutter_nb.core.loss import cutter_loss
 
-    return list(cutter_loss(logits, offsets, valid, mask, **PARAMS, eps=EPS))
+    weights = LossWeights(PARAMS["lam"] / math.log(PARAMS["log_base"]), PARAMS["beta"])
+    return list(cutter_loss(logits, offsets, valid, mask, weights, eps=EPS))
 
 
 IMPLS = {"canvas": canvas_loss, "pairwise": pairwise_loss, "dense": dense_loss}

@@ -26,12 +26,13 @@ def run(profile: str, preset: str, index: int, channels: tuple[str, ...], policy
         seed: int) -> dict:
     """Train and score one replicate under ``policy`` (the previous policy restored after)."""
     from cellcutter_nb.backend import dtype_policy
+    from cellcutter_nb.config import get_preset, get_profile
     from cellcutter_nb.experiments import model_cache
 
     with dtype_policy(policy):
         t0 = time.perf_counter()
-        r = model_cache.fit(profile, preset, index, channels, with_mask=True, seed=seed,
-                     cache_dir=False)
+        r = model_cache.fit(get_profile(profile), get_preset(preset), index, channels,
+                            with_mask=True, seed=seed, cache_dir=False)
         wall = time.perf_counter() - t0
     return {"replicate": index, "policy": policy, "wall_s": round(wall, 1),
             "train_s": round(r.scores["seconds"], 1),

@@ -102,8 +102,8 @@ def main() -> None:
               lambda b: f"best {b.best}")
 
     # integration of realistic probabilities: each patch's true cell at 0.9, rest 0.1
+    from cellcutter_nb.core.evaluate import patch_targets
     from cellcutter_nb.core.patches import extract_patches
-    from cellcutter_nb.core.train import patch_targets
 
     ps = extract_patches(field, ("fl", "nuc"), paper, markers=found)
     probs = (0.1 + 0.8 * patch_targets(field.labels, ps)).astype(np.float32)

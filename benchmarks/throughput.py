@@ -2,7 +2,7 @@
 
 Configurations are ``backend:width:jit[:policy]``. One subprocess per backend (Keras
 reads ``KERAS_BACKEND`` at import) builds each configuration's model exactly as
-:func:`cellcutter_nb.core.train.train` does (:class:`~cellcutter_nb.core.train.CutterModel`,
+:func:`cellcutter_nb.core.train.train` does (:class:`~cellcutter_nb.core.step.CutterModel`,
 Adam, Eq. 1), prepares ``--steps`` area batches of a synthetic field (true markers and
 mask, ``fill_padding`` + a dihedral transform, as a training epoch does) and times
 ``train_on_batch`` over them: one untimed pass of each model compiles every padded
@@ -88,8 +88,9 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
     change in the machine's load hits every configuration alike."""
     from cellcutter_nb import config
     from cellcutter_nb.backend import backend_name, device_description, dtype_policy, keras
+    from cellcutter_nb.core.model import build_model, seed_everything
     from cellcutter_nb.core.patches import extract_patches
-    from cellcutter_nb.core.train import CutterModel, build_model, seed_everything
+    from cellcutter_nb.core.step import CutterModel
     from cellcutter_nb.data import synth
 
     preset = config.get_preset("paper")
@@ -105,7 +106,7 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
         seed_everything(seed)
         with dtype_policy(rest[0] if rest else "float32"):
             unet = build_model(ps, base.replace(unet_width=int(width)), seed)
-            model = CutterModel(unet, preset.lam, preset.log_base, preset.beta)
+            model = CutterModel(unet, preset.loss_weights())
             model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
                           jit_compile=jit == "jit")
         models[spec], passes[spec] = model, []

@@ -7,7 +7,7 @@ it changes the numerics, so instead the import runs with fd 2 pointed at
 ``/dev/null``; Python exceptions still propagate. Modules that need Keras do
 ``from .backend import keras``; ``import cellcutter_nb`` itself never imports it.
 
-Repeatability: seeded runs (:func:`cellcutter_nb.core.train.seed_everything`) repeat bit for
+Repeatability: seeded runs (:func:`cellcutter_nb.core.model.seed_everything`) repeat bit for
 bit on one CPU thread. With two or more threads TensorFlow's CPU reductions (with or
 without oneDNN) add in an order that varies from run to run; the first loss differs in
 the 4th digit and early training amplifies it (quick profile, FL+Nuc, replicate 2: mIOU

@@ -80,7 +80,7 @@ def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     ----------
     field : Field
         Needs ground-truth ``labels``: the target of each patch is the true cell under
-        its marker (:func:`cellcutter_nb.core.train.patch_targets`).
+        its marker (:func:`cellcutter_nb.core.evaluate.patch_targets`).
     channels, preset, profile, markers, seed
         As for :func:`cellcutter_nb.core.train.train`.
     epochs : int
