@@ -179,18 +179,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     if model is not None and save_model is not None:
         raise ValueError("--model only runs a trained network; drop --save-model (or "
                          "--model to train a new one).")
-    preset = get_preset(preset)
-    prof = get_profile(profile)
-    changes = {k: int(v) for k, v in profile_overrides.items() if v is not None}
-    allowed = set(Profile.__dataclass_fields__) - {"name"}
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise ValueError(f"Unknown profile field(s) {unknown}; choose from {sorted(allowed)}.")
-    prof = prof.replace(**changes)
-    if preset.patch_size % 2 ** prof.unet_depth:
-        raise ValueError(f"UNet depth {prof.unet_depth} needs patches whose side is a "
-                         f"multiple of {2 ** prof.unet_depth}; the preset cuts "
-                         f"{preset.patch_size} px. Use a smaller --depth.")
+    preset, prof = _resolved(preset, profile, profile_overrides)
     if fl is None and bf is None and nuc is None:
         raise ValueError("Give at least one image: --fl, --bf and/or --nuc.")
     field = tiffio.load_field(fl, bf, nuc, pixel_size=pixel_size)
@@ -200,21 +189,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
         net = load_model(model)
         _check_model(net, used, preset)
     scr = _scribbles(scribbles, field.shape)
-    if markers is not None:
-        path = Path(markers).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"No such markers file: {path}")
-        try:
-            mk = tiffio.read_markers(path)
-        except (ValueError, IndexError) as err:
-            raise ValueError(f"Cannot read markers from {path.name}: {err}. Expected a CSV "
-                             f"with columns row,col (or x,y), one marker per line.") from err
-        mk = check_markers(mk, field.shape)
-    else:
-        mk = find_markers(field)
-    if len(mk) == 0:
-        raise ValueError("No markers: the markers file is empty; give one (row, col) per "
-                         "cell, or drop --markers to find nuclei on --nuc.")
+    mk = _markers(markers, field)
     say(f"{field.shape[0]}x{field.shape[1]} px, channels {','.join(used)}, "
         f"{len(mk)} markers")
     # 2. mask, training or loading, inference
@@ -231,19 +206,64 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
             f"(stopped: {stopped})")
     else:
         labels = predict_field(net, field, used, preset, markers=mk)
-    labels = np.asarray(labels, np.uint32)
     # 3. write under temporary names, then rename all
+    n_cells = _write(outs, np.asarray(labels, np.uint32), field, used[0], mk, net)
+    return SegmentOutputs(outs.labels, outs.overlay, outs.cells, outs.model, len(mk),
+                          n_cells, time.perf_counter() - t0, stopped)
+
+
+def _resolved(preset: str | Preset, profile: str | Profile,
+              overrides: dict[str, int | None]) -> tuple[Preset, Profile]:
+    """The preset and the profile with the command line's overrides, checked together."""
+    preset, prof = get_preset(preset), get_profile(profile)
+    changes = {k: int(v) for k, v in overrides.items() if v is not None}
+    allowed = set(Profile.__dataclass_fields__) - {"name"}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(f"Unknown profile field(s) {unknown}; choose from {sorted(allowed)}.")
+    prof = prof.replace(**changes)
+    if preset.patch_size % 2 ** prof.unet_depth:
+        raise ValueError(f"UNet depth {prof.unet_depth} needs patches whose side is a "
+                         f"multiple of {2 ** prof.unet_depth}; the preset cuts "
+                         f"{preset.patch_size} px. Use a smaller --depth.")
+    return preset, prof
+
+
+def _markers(path: str | os.PathLike | None, field: Field) -> np.ndarray:
+    """Markers from a CSV (checked against the field), else nuclei found on ``nuc``."""
+    if path is None:
+        mk = find_markers(field)
+    else:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"No such markers file: {path}")
+        try:
+            mk = tiffio.read_markers(path)
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"Cannot read markers from {path.name}: {err}. Expected a CSV "
+                             f"with columns row,col (or x,y), one marker per line.") from err
+        mk = check_markers(mk, field.shape)
+    if len(mk) == 0:
+        raise ValueError("No markers: the markers file is empty; give one (row, col) per "
+                         "cell, or drop --markers to find nuclei on --nuc.")
+    return mk
+
+
+def _write(outs: SegmentOutputs, labels: np.ndarray, field: Field, channel: str,
+           markers: np.ndarray, net: Any) -> int:
+    """Write labels, overlay, table (and the model) under temporary names, then rename them
+    all; nothing is left behind on error. Returns the number of cells."""
     import tifffile
 
-    table = cell_table(labels, field, mk)
+    table = cell_table(labels, field, markers)
     finals = [outs.labels, outs.overlay, outs.cells] + ([outs.model] if outs.model else [])
     temps: list[Path] = []
     try:
         for final in finals:
             temps.append(temp_name(final))
         tifffile.imwrite(temps[0], labels, compression="zlib")
-        write_overlay(temps[1], field[used[0]], labels,
-                 f"{len(table)} cells, outlines on {used[0]}")
+        write_overlay(temps[1], field[channel], labels,
+                      f"{len(table)} cells, outlines on {channel}")
         table.to_csv(temps[2], index=False, float_format="%.6g")
         if outs.model:
             net.save(temps[3])
@@ -252,8 +272,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
-    return SegmentOutputs(outs.labels, outs.overlay, outs.cells, outs.model, len(mk),
-                          len(table), time.perf_counter() - t0, stopped)
+    return len(table)
 
 
 def add_segment_parser(subparsers: Any) -> argparse.ArgumentParser:
