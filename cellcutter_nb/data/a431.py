@@ -20,7 +20,8 @@ import numpy as np
 
 from ..config import PIXEL_SIZE_UM
 from .field import Field
-from .tiffio import PathLike, check_index, read_image, read_plane
+from .planes import check_index, read_plane
+from .tiffio import PathLike, read_image
 
 _A431_LAYOUT = ("Expected the unzipped A431 release (Mendeley Data 89s3ymz5wn, A431.zip):\n"
                 "  <root>/train.json  list of {'image_file': name, 'locations': [[row, col], "

@@ -21,10 +21,13 @@ import numpy as np
 
 from ..channels import CHANNELS, check
 from ..config import PIXEL_SIZE_UM
+from .checks import check_pixel_size
 
 
-def check_image(image: Any, name: str) -> np.ndarray:
+def check_image(image: Any, name: str, where: str = "") -> np.ndarray:
     """Return ``image`` as a finite 2-D float32 array or raise a clear ``ValueError``.
+
+    A singleton axis, ``(H, W, 1)`` or ``(1, H, W)``, is dropped.
 
     Parameters
     ----------
@@ -32,27 +35,63 @@ def check_image(image: Any, name: str) -> np.ndarray:
         One channel.
     name : str
         Channel name used in error messages.
+    where : str
+        Where the image came from (a file name), added to error messages.
+
+    Examples
+    --------
+    >>> check_image(np.ones((2, 3, 1), np.uint8), "fl").shape
+    (2, 3)
     """
+    try:
+        return _checked_image(image, f"Channel {name!r}")
+    except ValueError as err:
+        if not where:
+            raise
+        raise ValueError(f"{err} (file: {where})") from None
+
+
+def _checked_image(image: Any, label: str) -> np.ndarray:
+    """The checks of :func:`check_image`; messages start with ``label``."""
+    if np.ma.isMaskedArray(image) and np.ma.getmaskarray(image).any():
+        raise ValueError(f"{label} is a masked array with {int(np.ma.getmaskarray(image).sum())}"
+                         f" masked pixels, whose values would be used as they are; fill them "
+                         f"(image.filled(value)) or crop them away first.")
     arr = np.asarray(image)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{label} holds complex numbers ({arr.dtype}); give a real image, "
+                         f"e.g. its magnitude np.abs(image) or its real part.")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
-        raise ValueError(f"Channel {name!r} has dtype {arr.dtype}; give a numeric image.")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        raise ValueError(f"{label} has dtype {arr.dtype}; give a numeric image.")
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:2])
+    if arr.ndim == 3 and arr.shape[-1] in (2, 3, 4):
         raise ValueError(
-            f"Channel {name!r} looks like an RGB(A) image {arr.shape}; pick one colour "
-            f"channel, e.g. image[..., 0], or convert to grey first.")
+            f"{label} looks like an RGB(A) or multi-channel image of shape {arr.shape} "
+            f"({arr.shape[-1]} channels in the last axis); pick one, e.g. image[..., 0], or "
+            f"convert to grey first.")
     if arr.ndim != 2:
         raise ValueError(
-            f"Channel {name!r} must be 2-D (H, W), got shape {arr.shape}; for a stack "
+            f"{label} must be 2-D (H, W), got shape {arr.shape}; for a stack "
             f"or multi-page file pick one plane, e.g. image[0].")
     if arr.size == 0:
-        raise ValueError(f"Channel {name!r} is empty (shape {arr.shape}).")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
+        raise ValueError(f"{label} is empty (shape {arr.shape}).")
+    return _finite_float32(arr, label)
+
+
+def _finite_float32(arr: np.ndarray, label: str) -> np.ndarray:
+    """``arr`` as float32, refusing NaN/inf and values beyond float32's range."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int((~np.isfinite(arr)).sum())
         raise ValueError(
-            f"Channel {name!r} has {n_bad} NaN/inf pixels; fill or crop them first "
+            f"{label} has {n_bad} NaN/inf pixels; fill or crop them first "
             f"(e.g. np.nan_to_num) so that no value is silently changed here.")
-    return arr
+    big = float(np.abs(arr).max()) if arr.dtype.kind == "f" else 0.0
+    if big > np.finfo(np.float32).max:
+        raise ValueError(f"{label} has values up to {big:.3g}, beyond float32's range "
+                         f"(±3.4e38) in which images are kept; rescale it first (e.g. "
+                         f"divide by its maximum).")
+    return arr.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -66,7 +105,8 @@ class Field:
         ``bf`` (bright-field) and ``nuc`` (nucleus/DAPI); each 2-D, same shape,
         finite. Stored as float32 in the units given (not normalised).
     pixel_size : float
-        Micrometres per pixel (default 0.8, the paper's).
+        Micrometres per pixel (default 0.8, the paper's); 0.05–5 is accepted
+        (:func:`~cellcutter_nb.data.checks.check_pixel_size`).
     labels : ndarray of uint32, optional
         Ground-truth cell labels, 0 = background, cell k belongs to marker k-1.
     nuclei : ndarray of uint32, optional
@@ -100,9 +140,7 @@ class Field:
             raise ValueError(f"All channels must share one shape, got {shapes}; crop or "
                              f"register the images first.")
         self.channels = {k: checked[k] for k in CHANNELS if k in checked}
-        if not (np.isfinite(self.pixel_size) and self.pixel_size > 0):
-            raise ValueError(f"pixel_size must be a positive number of µm, got {self.pixel_size}.")
-        self.pixel_size = float(self.pixel_size)
+        self.pixel_size = check_pixel_size(self.pixel_size)
         for attr, dtype in (("labels", np.uint32), ("nuclei", np.uint32), ("mask", bool)):
             value = getattr(self, attr)
             if value is None:

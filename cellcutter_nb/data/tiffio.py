@@ -32,6 +32,7 @@ import tifffile
 
 from ..config import PIXEL_SIZE_UM
 from .field import Field, check_image
+from .planes import read_plane
 
 PathLike = str | os.PathLike
 Source = PathLike | np.ndarray
@@ -40,86 +41,18 @@ FORMAT_NAME, FORMAT_VERSION, META_FILE = "cellcutter_nb.field", 1, "field.json"
 _GT_ARRAYS = ("labels", "nuclei", "mask")
 
 
-def check_index(i: int, n: int, param: str, what: str) -> int:
-    """``i`` if it indexes ``n`` items (negative from the end), else a ``ValueError``
-    naming the parameter ``param`` and ``what`` it indexes.
-
-    Examples
-    --------
-    >>> check_index(-1, 3, "page", "stack.tif")
-    -1
-    """
-    if not -n <= i < n:
-        raise ValueError(f"{param}={i} is out of range for {what}: it has {n} (0..{n - 1}).")
-    return i
-
-
-def _select_plane(arr: np.ndarray, colour: bool, page: int | None, channel: int | None,
-                  what: str) -> np.ndarray:
-    """One 2-D plane of ``(planes..., Y, X[, colour])``: ``page`` indexes the flattened
-    leading axes (TIFF pages, ImageJ Z/C/T planes), ``channel`` the colour axis."""
-    shape0, n_col = arr.shape, arr.shape[-1] if colour else 0
-    planes = arr.reshape(-1, *arr.shape[arr.ndim - (3 if colour else 2):])
-    if channel is not None:
-        if not colour:
-            raise ValueError(f"{what} has no colour axis (shape {shape0}); drop "
-                             f"channel={channel} (use page= to pick a plane of a stack).")
-        planes, n_col = planes[..., check_index(channel, n_col, "channel", what)], 0
-    if page is not None:
-        planes = planes[[check_index(page, len(planes), "page", what)]]
-    multi = [m for m in (("a multi-page stack", "page", len(planes), "a plane"),
-                         ("RGB/multi-colour", "channel", n_col, "a colour")) if m[2] > 1]
-    if multi:
-        raise ValueError(
-            f"{what} is {' and '.join(m[0] for m in multi)} (shape {shape0}), not one 2-D "
-            "plane. Pass " + " and ".join(f"{p}=k (k = 0..{n - 1}) to pick {w}"
-                                          for _, p, n, w in multi)
-            + ", e.g. load_field(fl=path, " + ", ".join(f"{m[1]}=0" for m in multi)
-            + f"); a dict such as {multi[0][1]}={{'fl': 0, 'nuc': 1}} selects per channel.")
-    return planes[0].reshape(planes.shape[1:3])
-
-
-def read_plane(source: Source, page: int | None = None, channel: int | None = None,
-               what: str = "image") -> np.ndarray:
-    """Read a TIFF path or an array and select one 2-D plane, keeping the dtype (label
-    images stay integers); ``what`` names the image in error messages.
-
-    Examples
-    --------
-    >>> read_plane(np.arange(12, dtype=np.uint16).reshape(3, 2, 2), page=1).tolist()
-    [[4, 5], [6, 7]]
-    """
-    if not isinstance(source, (str, os.PathLike)):
-        arr = np.asarray(source)
-        colour = arr.ndim == 3 and arr.shape[-1] in (3, 4)
-        if arr.ndim < 2 or arr.size == 0:  # check_image reports these
-            return arr
-        return _select_plane(arr, colour, page, channel, what)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"No such image file for {what}: {path}")
-    with tifffile.TiffFile(path) as tif:
-        src = tif.series[0]
-        if len(tif.series) > 1:  # pages of different shapes: page= picks the page itself
-            if page is None:
-                raise ValueError(f"{path.name} holds {len(tif.series)} images of different "
-                                 f"shapes; pick one with page=k (k = 0..{len(tif.pages) - 1}).")
-            src, page = tif.pages[check_index(page, len(tif.pages), "page", what)], None
-        arr, axes = src.asarray(), src.axes
-    if "S" in axes:  # colour samples last
-        arr = np.moveaxis(arr, axes.index("S"), -1)
-    return _select_plane(arr, "S" in axes, page, channel, what)
-
-
 def read_image(source: Source, *, page: int | None = None, channel: int | None = None,
-               name: str = "image") -> np.ndarray:
+               name: str = "image", style: str = "python") -> np.ndarray:
     """Read one channel (TIFF path or array, any numeric dtype) as finite 2-D float32.
 
     ``page`` picks a plane of a multi-page/stacked file (all Z/C/T planes in file order),
-    ``channel`` a colour of an RGB(A) image; ``name`` appears in error messages.
+    ``channel`` a colour of an RGB(A) image; ``name`` and the file appear in error messages,
+    which spell the options as Python (``page=k``) or, with ``style="cli"``, as the command
+    line does (``--page k``).
 
-    Raises ``ValueError`` for a stack or RGB image without ``page``/``channel``,
-    non-numeric data or NaN/inf.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is
+    not a readable TIFF, a stack or RGB image without ``page``/``channel``, non-numeric or
+    complex data, NaN/inf or values beyond float32.
 
     Examples
     --------
@@ -127,12 +60,30 @@ def read_image(source: Source, *, page: int | None = None, channel: int | None =
     >>> read_image(np.zeros((4, 5, 3), np.uint8), channel=0).shape
     (4, 5)
     """
-    return check_image(read_plane(source, page, channel, repr(name)), name)
+    path = Path(source).expanduser() if isinstance(source, (str, os.PathLike)) else None
+    if style == "cli":
+        what = f"--{name} {path}" if path else f"--{name}"
+    else:
+        what = repr(name) + (f" ({path.name})" if path else "")
+    if np.ma.isMaskedArray(source):  # before read_plane turns it into a plain array
+        check_image(source, name)
+    return check_image(read_plane(source, page, channel, what, style), name,
+                       str(path) if path else "")
 
 
 def read_markers(source: PathLike | np.ndarray) -> np.ndarray:
-    """Markers (N, 2) of (row, col) from an array or a CSV whose header names ``row,col``
-    or ``x,y`` columns (no header: row, col).
+    """Markers (N, 2) of (row, col) from an array or a CSV file.
+
+    The CSV's first line names the columns ``row,col`` or ``x,y`` (other columns, such as
+    an index, are ignored; any case; Excel's UTF-8 byte-order mark and ``;`` or tab
+    separators are understood). Without a header line the file must have exactly two
+    columns, row and col.
+
+    Raises
+    ------
+    ValueError
+        An array that is not (N, 2); a CSV without row,col / x,y columns, with more than
+        two columns and no header, or with a value that is not a number (line named).
 
     Examples
     --------
@@ -140,18 +91,46 @@ def read_markers(source: PathLike | np.ndarray) -> np.ndarray:
     [[1.0, 2.0], [3.0, 4.0]]
     """
     if not isinstance(source, (str, os.PathLike)):
-        return np.asarray(source, dtype=np.float64).reshape(-1, 2)
-    with open(source, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+        m = np.asarray(source, dtype=np.float64)
+        if m.size == 0:
+            return np.zeros((0, 2))
+        if m.ndim != 2 or m.shape[1] != 2:
+            raise ValueError(f"markers must be an (N, 2) array of (row, col), got shape "
+                             f"{m.shape}; e.g. [[12.5, 40.0], [30.0, 8.5]].")
+        return m
+    name = Path(source).name
+    with open(source, newline="", encoding="utf-8-sig") as fh:
+        text = fh.read()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    sep = next((d for d in (";", "\t") if d in first and "," not in first), ",")
+    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines(), delimiter=sep))
+            if any(c.strip() for c in r)]
     cols = [0, 1]
-    if rows and not re.fullmatch(r"\s*[-+0-9.eE]+\s*", rows[0][0]):
-        head = [c.strip().lower() for c in rows.pop(0)]
+    if rows and not re.fullmatch(r"\s*[-+0-9.eE]+\s*", rows[0][1][0]):
+        head = [c.strip().lower() for c in rows.pop(0)[1]]
         want = ("y", "x") if "x" in head else ("row", "col")
         if not set(want) <= set(head):
-            raise ValueError(f"{source}: header {head} must name row,col or x,y columns.")
+            raise ValueError(f"{name}: header {head} must name row,col or x,y columns.")
         cols = [head.index(k) for k in want]
-    return np.array([[float(r[cols[0]]), float(r[cols[1]])] for r in rows],
+    elif rows and len(rows[0][1]) != 2:
+        raise ValueError(f"{name} has {len(rows[0][1])} columns and no header line, so which "
+                         f"are row and col is unknown; add a first line naming them, e.g. "
+                         f"index,row,col (or ...,x,y).")
+    return np.array([_coords(r, cols, n, name) for n, r in rows],
                     dtype=np.float64).reshape(-1, 2)
+
+
+def _coords(row: list[str], cols: list[int], line: int, name: str) -> list[float]:
+    """The two coordinates of one CSV row; line ``line`` of ``name`` in errors."""
+    if len(row) <= max(cols):
+        raise ValueError(f"{name} line {line} has {len(row)} value(s); every line needs the "
+                         f"row and col of one marker.")
+    try:
+        return [float(row[cols[0]]), float(row[cols[1]])]
+    except ValueError:
+        raise ValueError(f"{name} line {line}: {row[cols[0]]!r}, {row[cols[1]]!r} are not "
+                         f"numbers.") from None
 
 
 def _pick(sel: Select, key: str) -> int | None:
@@ -161,7 +140,7 @@ def _pick(sel: Select, key: str) -> int | None:
 def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source | None = None,
                *, pixel_size: float | None = None, markers: Any = None, labels: Any = None,
                name: str | None = None, meta: dict[str, Any] | None = None,
-               page: Select = None, channel: Select = None) -> Field:
+               page: Select = None, channel: Select = None, style: str = "python") -> Field:
     """Build a :class:`Field` from TIFF paths or arrays of any dtype (stored as float32).
 
     Parameters
@@ -175,6 +154,8 @@ def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source |
     page, channel : int or dict of str to int, optional
         Plane / colour of stacked or RGB inputs, for all channels or per channel,
         e.g. ``page={"fl": 0, "nuc": 1}`` for two planes of one file.
+    style : {"python", "cli"}
+        How error messages spell the options (``page=k`` or ``--page k``).
 
     ``name`` defaults to the first file's stem; source paths are added to ``meta``.
     Raises ``ValueError`` for stacks/RGB without ``page``/``channel``, mismatched
@@ -188,8 +169,8 @@ def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source |
     (dtype('float32'), True)
     """
     given = {k: v for k, v in (("fl", fl), ("bf", bf), ("nuc", nuc)) if v is not None}
-    chans = {k: read_image(v, page=_pick(page, k), channel=_pick(channel, k), name=k)
-             for k, v in given.items()}
+    chans = {k: read_image(v, page=_pick(page, k), channel=_pick(channel, k), name=k,
+                           style=style) for k, v in given.items()}
     files = {k: str(v) for k, v in given.items() if isinstance(v, (str, os.PathLike))}
     meta = {**(meta or {}), **({"files": files} if files else {})}
     if pixel_size is None:
