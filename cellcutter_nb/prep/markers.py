@@ -26,6 +26,8 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import blob_dog, blob_doh
@@ -34,11 +36,15 @@ from skimage.morphology import disk, remove_small_holes
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..config import PIXEL_SIZE_UM
+from ..data.checks import InputWarning, check_pixel_size
 from ..data.field import check_image
 from .marker_matching import MatchResult, match_markers
 
 __all__ = ["MatchResult", "detect_blobs", "markers_from_labels", "match_markers",
            "nuclei_from_image"]
+
+#: Declumping disks wider than this (px) are replaced by squares (tiny pixel sizes).
+MAX_DISK_RADIUS = 20.0
 
 
 def _check_varying(image: np.ndarray, name: str) -> np.ndarray:
@@ -108,7 +114,8 @@ def nuclei_from_image(nuc: np.ndarray, *, diameter_um: tuple[float, float] = (6.
     1
     """
     img = _check_varying(nuc, "nuc")
-    d_min, d_max = (float(d) / float(pixel_size) for d in diameter_um)
+    pixel_size = check_pixel_size(pixel_size)
+    d_min, d_max = (float(d) / pixel_size for d in diameter_um)
     if not 0 < d_min < d_max:
         raise ValueError(f"diameter_um must be (min, max) with 0 < min < max, got "
                          f"{diameter_um}.")
@@ -120,6 +127,7 @@ def nuclei_from_image(nuc: np.ndarray, *, diameter_um: tuple[float, float] = (6.
 
     smooth_t = ndi.gaussian_filter(img, threshold_sigma) if threshold_sigma > 0 else img
     binary = smooth_t >= methods[threshold](img)
+    thresholded = int(binary.sum())
     binary = remove_small_holes(binary, max_size=int(d_max * d_max))
     labels, n = ndi.label(binary, structure=np.ones((3, 3), bool))
     if n == 0:
@@ -132,8 +140,7 @@ def nuclei_from_image(nuc: np.ndarray, *, diameter_um: tuple[float, float] = (6.
         else:
             peak_image = ndi.distance_transform_edt(binary)
             flood = -peak_image
-        radius = max(1.0, d_min / 1.5 - 0.5)
-        is_peak = (peak_image == ndi.maximum_filter(peak_image, footprint=disk(radius))) & binary
+        is_peak = (peak_image == _local_max(peak_image, max(1.0, d_min / 1.5 - 0.5))) & binary
         seeds, _ = ndi.label(is_peak, structure=np.ones((3, 3), bool))
         labels = watershed(flood, seeds, mask=binary, connectivity=2)
     if exclude_border:
@@ -142,6 +149,7 @@ def nuclei_from_image(nuc: np.ndarray, *, diameter_um: tuple[float, float] = (6.
     areas = np.bincount(labels.ravel())
     keep = (areas >= np.pi * d_min ** 2 / 4) & (areas <= np.pi * d_max ** 2 / 4)
     keep[0] = False
+    _warn_sizes(int(areas[keep].sum()), thresholded, int(keep.sum()), diameter_um, pixel_size)
     labels = np.where(keep[labels], labels, 0)
     labels = relabel_sequential(labels)[0].astype(np.int32)
     if labels.max() == 0:
@@ -149,6 +157,30 @@ def nuclei_from_image(nuc: np.ndarray, *, diameter_um: tuple[float, float] = (6.
                          f"{diameter_um} µm at {pixel_size} µm/px; widen `diameter_um` or "
                          f"check `pixel_size`.")
     return labels
+
+
+def _local_max(image: np.ndarray, radius: float) -> np.ndarray:
+    """Maximum over a disk of ``radius`` px; beyond :data:`MAX_DISK_RADIUS` over the
+    enclosing square (separable, so a tiny pixel size cannot take minutes or all memory)."""
+    if radius > MAX_DISK_RADIUS:
+        return ndi.maximum_filter(image, size=2 * int(radius) + 1)
+    return ndi.maximum_filter(image, footprint=disk(radius))
+
+
+def _warn_sizes(kept_area: int, thresholded_area: int, n_kept: int,
+                diameter_um: tuple[float, float], pixel_size: float) -> None:
+    """Warn when the nuclei kept cover less than half, or more than twice, the area above
+    the threshold: most objects on ``nuc`` do not fit the size range (dropped, or gaps
+    between them filled as holes), so the pixel size (or ``diameter_um``) is off."""
+    if n_kept == 0 or 0.5 * thresholded_area <= kept_area <= 2 * thresholded_area:
+        return
+    lo, hi = (d / pixel_size for d in diameter_um)
+    warnings.warn(
+        f"The {n_kept} nuclei kept cover {100 * kept_area / thresholded_area:.0f} % of the "
+        f"area above the threshold on nuc: the objects there do not fit nuclei of "
+        f"{diameter_um[0]:g}–{diameter_um[1]:g} µm ({lo:.0f}–{hi:.0f} px at {pixel_size:g} "
+        f"µm/px). Is the pixel size right? (Or set diameter_um to the size of your nuclei.)",
+        InputWarning, stacklevel=3)
 
 
 def markers_from_labels(labels: np.ndarray) -> np.ndarray:
@@ -232,7 +264,7 @@ def detect_blobs(image: np.ndarray, method: str = "dog", *,
     img = _check_varying(image, "image")
     if method not in ("dog", "doh"):
         raise ValueError(f"method={method!r}; choose 'dog' (paper) or 'doh' (released code).")
-    d_min, d_max = (float(d) / float(pixel_size) for d in diameter_um)
+    d_min, d_max = (float(d) / check_pixel_size(pixel_size) for d in diameter_um)
     if not 0 < d_min < d_max:
         raise ValueError(f"diameter_um must be (min, max) with 0 < min < max, got "
                          f"{diameter_um}.")
