@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +28,14 @@ import pandas as pd
 
 from ..config import Preset, Profile, get_preset, get_profile
 from ..core.integrate import predict_field
+from ..data.checks import InputWarning, check_seconds, check_seed
 from ..data.field import Field, check_markers
 from ..metrics import agreement, summarize
 from ..prep.markers import markers_from_labels, nuclei_from_image
 from ..prep.mask import graph_cut, pixel_classifier_mask
+
+#: Fewer nuclei than this on a nucleus image is suspicious (one bright pixel → 1 "cell").
+MIN_NUCLEI = 3
 
 
 def find_markers(field: Field) -> np.ndarray:
@@ -41,11 +46,23 @@ def find_markers(field: Field) -> np.ndarray:
     ValueError
         If the field has no nucleus channel (pass markers yourself, e.g. from blob
         detection on a synthetic nucleus image).
+
+    Warns
+    -----
+    InputWarning
+        Fewer than :data:`MIN_NUCLEI` nuclei (or a pixel size that does not fit them).
     """
     if "nuc" not in field.channels:
         raise ValueError("The field has no 'nuc' channel to find markers on; pass "
                          "markers=(N, 2) array of (row, col) instead.")
-    return markers_from_labels(nuclei_from_image(field["nuc"], pixel_size=field.pixel_size))
+    markers = markers_from_labels(nuclei_from_image(field["nuc"], pixel_size=field.pixel_size))
+    if len(markers) < MIN_NUCLEI:
+        warnings.warn(f"Only {len(markers)} {'nucleus' if len(markers) == 1 else 'nuclei'} "
+                      f"found on the {field.shape[0]}×"
+                      f"{field.shape[1]} nucleus image; is 'nuc' the nucleus (DAPI/Hoechst) "
+                      f"image, with bright nuclei on a dark background?", InputWarning,
+                      stacklevel=2)
+    return markers
 
 
 def foreground_mask(field: Field, scribbles: np.ndarray | None, preset: Preset) -> np.ndarray:
@@ -110,6 +127,8 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     from ..core.train import train  # Keras on demand: not for the markers or mask
 
     preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
+    seed = check_seed(seed)
+    check_seconds(train_kwargs.get("max_seconds"))
     markers = find_markers(field) if markers is None else check_markers(markers, field.shape)
     if isinstance(mask, str):
         if mask != "auto":

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ import pandas as pd
 
 from ..backend import keras
 from ..config import Preset, Profile, config_hash, get_preset, get_profile
+from ..data.checks import (
+    check_marker_density,
+    check_mask,
+    check_mask_coverage,
+    check_seconds,
+    check_seed,
+)
 from ..data.field import Field, check_markers
 from ..progress import progress_bar
 from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
@@ -90,6 +98,9 @@ class TrainOptions:
         Also stop after this much wall time (checked after each epoch).
     on_epoch : callable, optional
         Called with each epoch's history row (e.g. to print or plot live).
+    should_stop : callable, optional
+        Polled after every step; when it returns True the run ends there, as at the time
+        cap, with ``stopped = "interrupted"`` (the command line's Ctrl-C / SIGTERM).
 
     Examples
     --------
@@ -107,6 +118,7 @@ class TrainOptions:
     jit_compile: bool | None = None
     max_seconds: float | None = None
     on_epoch: Callable[[dict], None] | None = None
+    should_stop: Callable[[], bool] | None = None
 
 
 def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
@@ -145,10 +157,12 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     TrainResult
         ``model`` (the UNet), ``history`` (per epoch: loss, area, overlap, mask,
         patches_seen, seconds; miou, patch_mean_iou with ground truth), ``stopped``
-        (``"stable"``, ``"max_epochs"`` or ``"time"``), ``seconds``, ``patches_per_second``.
+        (``"stable"``, ``"max_epochs"``, ``"time"`` or ``"interrupted"``), ``seconds``,
+        ``patches_per_second``.
     """
     preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
     opts = dataclasses.replace(options or TrainOptions(), **changes)
+    check_seconds(opts.max_seconds)
     run = _start(field, channels, preset, profile, mask, markers, seed, unet, opts)
     bar = progress_bar(desc="epochs", progress=opts.progress, total=profile.max_epochs)
     bar.update(run.start_epoch)
@@ -161,6 +175,9 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3g}", miou=f"{row.get('miou', float('nan')):.3f}")
         _checkpoint(run, epoch)
+        if opts.should_stop is not None and opts.should_stop():
+            run.stopped = "interrupted"
+            break
         if _stable([r["loss"] for r in run.rows], opts.window, opts.tol):
             run.stopped = "stable"
             break
@@ -204,13 +221,13 @@ def _checked(field: Field, mask: np.ndarray | None,
     if len(markers) == 0:
         raise ValueError("No markers: pass markers=... or detect them with "
                          "cellcutter_nb.prep.markers.nuclei_from_image first.")
+    check_marker_density(len(markers), field.shape, field.pixel_size)
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != field.shape:
-            raise ValueError(f"mask has shape {mask.shape}, the field {field.shape}.")
+        mask = check_mask(mask, field.shape)
         if not mask.any():
             raise ValueError("The mask has no foreground pixel; check the mask step or "
                              "train without a mask (mask=None).")
+        check_mask_coverage(mask, markers)
     return mask, markers
 
 
@@ -220,6 +237,7 @@ def _start(field: Field, channels: Sequence[str], preset: Preset, profile: Profi
     """Checks, patches and the compiled step; then resume from a checkpoint of the same
     run, or (a fresh start, also after another run's checkpoint) the warm start."""
     mask, markers = _checked(field, mask, markers)
+    seed = check_seed(seed)
     seed_everything(seed)
     ps = extract_patches(field, channels, preset, markers=markers)
     model = compile_step(unet if unet is not None else build_model(ps, profile, seed), preset,
@@ -264,6 +282,8 @@ def _epoch(run: _Run, epoch: int) -> dict:
         y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
         logs = run.model.train_on_batch(b.patches, y, return_dict=True)
         run.seen += b.n_valid
+        if run.opts.should_stop is not None and run.opts.should_stop():
+            break
     run.train_time += time.perf_counter() - ts
     return {"epoch": epoch, "loss": float(logs["loss"]),
             **{k: float(logs[k]) for k in ("area", "overlap", "mask")},
@@ -287,9 +307,13 @@ def _checkpoint(run: _Run, epoch: int) -> None:
         return
     ckpt = Path(run.opts.checkpoint_dir)
     ckpt.mkdir(parents=True, exist_ok=True)
-    run.model.save(ckpt / CHECKPOINT_NAME)
-    pd.DataFrame(run.rows).to_csv(ckpt / "history.csv", index=False)
-    (ckpt / "state.json").write_text(json.dumps({"key": run.key, "epoch": epoch}))
+    part = f".part-{os.getpid()}"  # each file replaced whole, state.json last
+    run.model.save(ckpt / f"{part}.keras")
+    pd.DataFrame(run.rows).to_csv(ckpt / f"{part}.csv", index=False)
+    (ckpt / f"{part}.json").write_text(json.dumps({"key": run.key, "epoch": epoch}))
+    for name, suffix in ((CHECKPOINT_NAME, ".keras"), ("history.csv", ".csv"),
+                         ("state.json", ".json")):
+        os.replace(ckpt / f"{part}{suffix}", ckpt / name)
 
 
 def _stable(losses: Sequence[float], window: int, tol: float) -> bool:
