@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from cellcutter_nb import config
-from cellcutter_nb.app import cli
+from cellcutter_nb.app import cli, files
 from cellcutter_nb.core.model import load_model
 from cellcutter_nb.core.patches import extract_patches
 from cellcutter_nb.data import tiffio
@@ -181,7 +181,7 @@ def no_training(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("training started despite a bad input")
 
-    monkeypatch.setattr(cli, "segment", fail)
+    monkeypatch.setattr(files, "segment", fail)
 
 
 def _cli(capsys, *argv):

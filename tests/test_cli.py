@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from cellcutter_nb.app import cli
+from cellcutter_nb.app import cli, files
 from cellcutter_nb.app.outputs import cell_table
 from cellcutter_nb.data.field import Field
 from cellcutter_nb.data.synth import make_field
@@ -63,11 +63,11 @@ def test_saved_model_reused_without_training(trained, capsys):
     assert rc == 0 and "wall time" in out and "cells from" in out
     np.testing.assert_array_equal(tifffile.imread(folder / "again.tif"),
                                   tifffile.imread(folder / "labels.tif"))
-    # the model expects fl + nuc: one channel is refused before anything is written
+    # the model records fl + nuc: one channel is refused before anything is written
     rc = cli.main([str(a) for a in (
         "segment", "--fl", folder / "fl.tif", "--nuc", folder / "nuc.tif", "--channels", "fl",
         "--model", folder / "model.keras", "--out", folder / "one.tif")])
-    assert rc == 2 and "expects 2 image channel" in capsys.readouterr().err
+    assert rc == 2 and "trained on fl,nuc but this run gives fl;" in capsys.readouterr().err
     assert not (folder / "one.tif").exists()
 
 
@@ -84,10 +84,10 @@ def test_failure_while_writing_leaves_nothing(tmp_path, synthetic, monkeypatch):
     def broken_overlay(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cli, "segment", fake_segment)
-    monkeypatch.setattr(cli, "write_overlay", broken_overlay)
+    monkeypatch.setattr(files, "segment", fake_segment)
+    monkeypatch.setattr(files, "write_overlay", broken_overlay)
     with pytest.raises(OSError, match="disk full"):
-        cli.segment_files(fl=tmp_path / "fl.tif", nuc=tmp_path / "nuc.tif",
+        files.segment_files(fl=tmp_path / "fl.tif", nuc=tmp_path / "nuc.tif",
                           out=tmp_path / "labels.tif", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fl.tif", "nuc.tif"]
 

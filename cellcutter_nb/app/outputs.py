@@ -1,9 +1,11 @@
 """What ``segment`` writes: label TIFF, outline overlay PNG, per-cell table.
 
-:func:`output_paths` checks and names the files before any work; :func:`cell_table`,
+:func:`output_paths` checks and names the files before any work (never an input, a folder
+one can write to, no existing file without ``overwrite``); :func:`cell_table`,
 :func:`write_overlay` and :func:`temp_name` are what
-:func:`cellcutter_nb.app.cli.segment_files` writes them with (the safe model loader is
-:func:`cellcutter_nb.core.model.load_model`).
+:func:`cellcutter_nb.app.cli.segment_files` writes them with, and :func:`commit` moves the
+complete files into place, all or none (:func:`remove_stale_temps` clears what a killed run
+left). The safe model loader is :func:`cellcutter_nb.core.model.load_model`.
 
 Examples
 --------
@@ -17,8 +19,11 @@ Examples
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,38 +54,156 @@ class SegmentOutputs:
 
 
 def output_paths(out: str | os.PathLike, save_model: str | os.PathLike | None = None, *,
-                 overwrite: bool = False) -> SegmentOutputs:
+                 overwrite: bool = False,
+                 inputs: Mapping[str, str | os.PathLike | None] | None = None) -> SegmentOutputs:
     """Validate ``--out`` (and ``--save-model``) and name the files, before any work.
+
+    Parameters
+    ----------
+    out, save_model : path
+        The label TIFF (its overlay and cell table go next to it) and the model file.
+    overwrite : bool
+        Replace existing outputs (never an input).
+    inputs : dict of option to path, optional
+        The files the run reads (``{"--fl": "fl.tif", ...}``): no output may be one of them.
 
     Raises
     ------
     ValueError
-        Folder missing or not writable, wrong suffix, or a file already there and
-        ``overwrite`` is False.
+        Wrong suffix, folder missing or not writable (tried by creating a file there), an
+        output that is one of the ``inputs``, or a file already there and ``overwrite``
+        is False.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> output_paths(folder / "fl.tif", inputs={"--fl": folder / "fl.tif"})
+    Traceback (most recent call last):
+    ...
+    ValueError: --out would overwrite the input --fl fl.tif; choose another --out.
     """
     labels = Path(out).expanduser()
     if labels.suffix.lower() not in _LABEL_SUFFIXES:
         raise ValueError(f"--out {out} must end in .tif or .tiff (the label image).")
     stem = labels.with_suffix("")
-    paths = [labels, stem.with_name(stem.name + "_overlay.png"),
-             stem.with_name(stem.name + "_cells.csv")]
-    model = None
+    named = {"--out": labels, "--out's overlay": stem.with_name(stem.name + "_overlay.png"),
+             "--out's cell table": stem.with_name(stem.name + "_cells.csv")}
     if save_model is not None:
-        model = Path(save_model).expanduser()
-        if model.suffix != ".keras":
+        named["--save-model"] = Path(save_model).expanduser()
+        if named["--save-model"].suffix != ".keras":
             raise ValueError(f"--save-model {save_model} must end in .keras.")
-        paths.append(model)
-    for p in paths:
-        folder = p.parent
-        if not folder.is_dir():
-            raise ValueError(f"Output folder {folder} does not exist; create it first "
-                             f"(mkdir -p {folder}) or choose another path for {p.name}.")
-        if not os.access(folder, os.W_OK):
-            raise ValueError(f"Output folder {folder} is not writable.")
+    _check_not_inputs(named, inputs or {})
+    for p in named.values():
+        _check_writable(p.parent, p)
         if p.exists() and (p.is_dir() or not overwrite):
             raise ValueError(f"{p} already exists; choose another --out / --save-model or "
                              f"pass --overwrite.")
-    return SegmentOutputs(paths[0], paths[1], paths[2], model)
+    paths = list(named.values())
+    return SegmentOutputs(paths[0], paths[1], paths[2], paths[3] if save_model else None)
+
+
+def _check_not_inputs(outputs: Mapping[str, Path],
+                      inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse an output that is (or links to) one of the inputs, even with --overwrite."""
+    for option, given in inputs.items():
+        if given is None:
+            continue
+        src = Path(given).expanduser()
+        for what, p in outputs.items():
+            if p.resolve() == src.resolve() or (p.exists() and src.exists()
+                                                and os.path.samefile(p, src)):
+                first = what.split("'")[0]
+                raise ValueError(f"{what} would overwrite the input {option} {src.name}; "
+                                 f"choose another {first}.")
+
+
+def _check_writable(folder: Path, path: Path) -> None:
+    """Create and remove a file in ``folder``: the only sure test that outputs can go there."""
+    if not folder.is_dir():
+        raise ValueError(f"Output folder {folder} does not exist; create it first "
+                         f"(mkdir -p {folder}) or choose another path for {path.name}.")
+    probe = temp_name(path)
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"Cannot write {path} ({err.strerror or err}); choose a folder you "
+                         f"can write to.") from None
+
+
+def remove_stale_temps(paths: Sequence[Path]) -> list[Path]:
+    """Remove the temporary files (:func:`temp_name`) of ``paths`` left by processes that no
+    longer run (killed while writing); those of a running process are kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> final = Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> mine = temp_name(final); _ = mine.write_bytes(b"x")
+    >>> remove_stale_temps([final]), mine.exists()
+    ([], True)
+    """
+    removed = []
+    for final in paths:
+        pattern = re.compile(rf"\.{re.escape(final.stem)}\.(\d+)-[0-9a-f]{{8}}\.part"
+                             rf"{re.escape(final.suffix)}")
+        for p in final.parent.glob(f".{glob.escape(final.stem)}.*.part{final.suffix}"):
+            match = pattern.fullmatch(p.name)
+            if match and not _running(int(match.group(1))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def commit(temps: Sequence[Path], finals: Sequence[Path], overwrite: bool) -> None:
+    """Move complete temporary files to their final names, all or none.
+
+    Without ``overwrite`` each final name is created exclusively (a hard link, so a file
+    that appeared meanwhile — a second run to the same ``--out`` — is never replaced); on a
+    conflict the files this call placed are removed again and ``FileExistsError`` names it.
+    """
+    if overwrite:
+        for tmp, final in zip(temps, finals, strict=True):
+            os.replace(tmp, final)
+        return
+    placed: list[Path] = []
+    try:
+        for tmp, final in zip(temps, finals, strict=True):
+            _link_exclusive(tmp, final)
+            placed.append(final)
+    except FileExistsError as err:
+        for p in placed:
+            p.unlink(missing_ok=True)
+        raise FileExistsError(f"{err.filename} appeared while this run worked (another run "
+                              f"to the same --out?); it was left as it is and nothing was "
+                              f"written. Choose another --out or pass --overwrite.") from None
+
+
+def _link_exclusive(tmp: Path, final: Path) -> None:
+    """``final`` made from ``tmp`` only if it does not exist yet."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network drives): reserve, then replace
+        fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+        os.replace(tmp, final)
+        return
+    tmp.unlink()
 
 
 def cell_table(labels: np.ndarray, field: Field, markers: np.ndarray | None = None) -> pd.DataFrame:

@@ -175,14 +175,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3g}", miou=f"{row.get('miou', float('nan')):.3f}")
         _checkpoint(run, epoch)
-        if opts.should_stop is not None and opts.should_stop():
-            run.stopped = "interrupted"
-            break
-        if _stable([r["loss"] for r in run.rows], opts.window, opts.tol):
-            run.stopped = "stable"
-            break
-        if opts.max_seconds is not None and time.perf_counter() - run.t0 > opts.max_seconds:
-            run.stopped = "time"
+        run.stopped = _stop_reason(run) or run.stopped
+        if run.stopped != "max_epochs":
             break
     bar.close()
     return _finish(run)
@@ -314,6 +308,18 @@ def _checkpoint(run: _Run, epoch: int) -> None:
     for name, suffix in ((CHECKPOINT_NAME, ".keras"), ("history.csv", ".csv"),
                          ("state.json", ".json")):
         os.replace(ckpt / f"{part}{suffix}", ckpt / name)
+
+
+def _stop_reason(run: _Run) -> str | None:
+    """Why the run stops after this epoch (``"interrupted"``, ``"stable"``, ``"time"``)."""
+    opts = run.opts
+    if opts.should_stop is not None and opts.should_stop():
+        return "interrupted"
+    if _stable([r["loss"] for r in run.rows], opts.window, opts.tol):
+        return "stable"
+    if opts.max_seconds is not None and time.perf_counter() - run.t0 > opts.max_seconds:
+        return "time"
+    return None
 
 
 def _stable(losses: Sequence[float], window: int, tol: float) -> bool:
