@@ -27,12 +27,14 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -237,7 +239,11 @@ def fit(profile: Profile, preset: Preset, index: int,
     root = default_cache_dir(profile) if cache_dir is True else cache_dir or None
     folder = Path(root) / "runs" / key if root else None
     if folder is not None and (folder / "meta.json").exists() and not refresh:
-        return _load(folder, own)
+        try:
+            return _load(folder, own, rep.field.shape)
+        except _Unreadable as err:
+            print(f"cache entry {folder} is unreadable ({err}); training it again", flush=True)
+            refresh = True
     result = train(rep.field, channels, preset, profile,
                    mask=rep.mask_for(channels) if with_mask else None, markers=own,
                    seed=seed)
@@ -249,14 +255,18 @@ def fit(profile: Profile, preset: Preset, index: int,
     run = Run(key, channels, bool(with_mask), int(index), labels, result.history, cells,
               scores, own, folder, result.model)
     if folder is not None:
-        _save(run, result.model)
+        _save(run, result.model, replace=refresh)
     return run
 
 
 @contextlib.contextmanager
-def atomic_folder(folder: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``folder`` to write into; on success it replaces
+def atomic_folder(folder: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``folder`` to write into; on success it becomes
     ``folder`` in one rename, on error it is removed (a cache entry is never half-written).
+
+    A cache key names one result, so when another writer completed ``folder`` meanwhile
+    its entry is kept and this one discarded; ``replace=True`` (a retrain on purpose, or of
+    a broken entry) first moves the old entry away.
 
     Examples
     --------
@@ -271,17 +281,31 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         yield tmp
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if replace:
+            _discard(folder)
+        try:
+            os.rename(tmp, folder)
+        except OSError as err:  # another writer's complete entry is there: keep it
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not folder.is_dir():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _save(run: Run, model) -> None:
+def _discard(folder: Path) -> None:
+    """Move ``folder`` out of the way in one rename, then delete it (absent: nothing)."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
+    try:
+        os.replace(folder, trash)
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _save(run: Run, model, replace: bool = False) -> None:
     """Write the run's model, labels, tables and scores to its cache folder."""
     assert run.folder is not None
-    with atomic_folder(run.folder) as tmp:
+    with atomic_folder(run.folder, replace) as tmp:
         model.save(tmp / "model.keras")
         np.save(tmp / "labels.npy", run.labels)
         run.history.to_csv(tmp / "history.csv", index=False)
@@ -291,9 +315,22 @@ def _save(run: Run, model) -> None:
              "index": run.index, "scores": run.scores}, indent=1))
 
 
-def _load(folder: Path, markers: np.ndarray) -> Run:
-    meta = json.loads((folder / "meta.json").read_text())
-    return Run(meta["key"], tuple(meta["channels"]), bool(meta["with_mask"]),
-               int(meta["index"]), np.load(folder / "labels.npy"),
-               pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "cells.csv"),
-               meta["scores"], markers, folder)
+class _Unreadable(Exception):
+    """A cache entry that cannot be read back (truncated, corrupt, incomplete)."""
+
+
+def _load(folder: Path, markers: np.ndarray, shape: tuple[int, int]) -> Run:
+    """The cached run in ``folder``; :class:`_Unreadable` names what is wrong with it."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        run = Run(meta["key"], tuple(meta["channels"]), bool(meta["with_mask"]),
+                  int(meta["index"]), np.load(folder / "labels.npy"),
+                  pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "cells.csv"),
+                  meta["scores"], markers, folder)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+        raise _Unreadable(f"{type(err).__name__}: {str(err)[:120]}") from None
+    if run.labels.shape != tuple(shape):
+        raise _Unreadable(f"labels.npy has shape {run.labels.shape}, the field {shape}")
+    if not zipfile.is_zipfile(folder / "model.keras"):
+        raise _Unreadable("model.keras is truncated or missing")
+    return run

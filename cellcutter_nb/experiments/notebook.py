@@ -30,9 +30,12 @@ import pandas as pd
 
 from ..channels import CHANNELS, check
 from ..config import PROFILES, Preset, Profile, get_preset, get_profile
+from ..data import examples
+from ..data.checks import PIXEL_SIZE_RANGE
+from .reproduce import ROOT
 
-__all__ = ["Setup", "check_parameters", "own_images_budget", "save_table", "segmented_folds",
-           "setup", "tutorial_budget"]
+__all__ = ["Setup", "check_parameters", "own_images_budget", "own_images_paths", "save_table",
+           "segmented_folds", "setup", "tutorial_budget"]
 
 
 class Setup(NamedTuple):
@@ -108,7 +111,7 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
     channels : sequence of str, optional
         Non-empty, distinct names from ``("fl", "bf", "nuc")``.
     learning_rate, pixel_size : float, optional
-        Positive finite numbers.
+        Positive finite numbers; a pixel size (µm/px) within 0.05–5.
     figures_dir, tables_dir, cache_dir : str or path, optional
         Output folders (``None`` allowed: do not write, or the default cache).
     paths : dict of str to (str or path or None), optional
@@ -129,6 +132,8 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
     >>> check_parameters("quick", 2, channels=("fl", "nuc"))
     {'profile': 'quick', 'seed': 2, 'channels': ['fl', 'nuc']}
     """
+    lo_px, hi_px = PIXEL_SIZE_RANGE
+
     def bad(name: str, value: Any, expected: str) -> ValueError:
         return ValueError(f"papermill parameter {name}={value!r} ({type(value).__name__}) is "
                           f"invalid: expected {expected}, e.g. papermill ... -p {name} "
@@ -155,6 +160,8 @@ def check_parameters(profile: Any = "smoke", seed: Any = 0, *, channels: Any = N
                     or not np.isfinite(value) or value <= 0):
                 raise bad(name, value, "a positive number")
             out[name] = float(value)
+    if pixel_size is not None and not lo_px <= pixel_size <= hi_px:
+        raise bad("pixel_size", pixel_size, f"µm per pixel between {lo_px:g} and {hi_px:g}")
     folders = {"figures_dir": figures_dir, "tables_dir": tables_dir, "cache_dir": cache_dir}
     for name, value in {**folders, **(paths or {})}.items():
         if value is not None:
@@ -207,6 +214,51 @@ TUTORIAL_EPOCHS: dict[str, tuple[int | None, int]] = {
     "smoke": (None, 1), "quick": (10, 8), "full": (None, 6)}
 #: Notebook 12, your own images: training wall-time cap (s) per profile.
 OWN_IMAGES_SECONDS: dict[str, float] = {"smoke": 10, "quick": 75, "full": 1800}
+
+
+def own_images_paths(fl_path: Any, nuc_path: Any, figures_dir: Any,
+                     output_dir: Any) -> tuple[Path, Path, Any]:
+    """Notebook 12's images and figure folder: your two TIFFs, or the bundled HT29 pair.
+
+    Markers come from the nucleus image, so ``fl_path`` and ``nuc_path`` go together: one
+    without the other would pair your image with the example's. With your own images the
+    figures go to ``output_dir`` (``None``: not saved), never into the repository's
+    committed ``figures/``.
+
+    Returns
+    -------
+    fl_file, nuc_file : Path
+    figures_dir : path or None
+
+    Raises
+    ------
+    ValueError
+        Only one of ``fl_path`` / ``nuc_path`` given (naming the papermill parameter).
+
+    Examples
+    --------
+    >>> fl, nuc, figs = own_images_paths(None, None, "figures", None)
+    >>> fl.name, nuc.name, figs
+    ('ht29_cellbody.tif', 'ht29_dna.tif', 'figures')
+    >>> own_images_paths("cells.tif", None, "figures", "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: papermill parameter fl_path is set but nuc_path is not: ...
+    """
+    if (fl_path is None) != (nuc_path is None):
+        given, missing = ("fl_path", "nuc_path") if nuc_path is None else ("nuc_path", "fl_path")
+        raise ValueError(
+            f"papermill parameter {given} is set but {missing} is not: the markers are found "
+            f"on the nucleus image, so both must be your images (-p fl_path cells.tif -p "
+            f"nuc_path dapi.tif). With markers of your own (a CSV of row,col) use "
+            f"`python -m cellcutter_nb segment --fl cells.tif --markers markers.csv`.")
+    if fl_path is None:
+        example = examples.data_dir() / "ht29"
+        return example / "ht29_cellbody.tif", example / "ht29_dna.tif", figures_dir
+    committed = (ROOT / "figures").resolve()
+    if figures_dir is not None and Path(figures_dir).resolve() == committed:
+        figures_dir = output_dir
+    return Path(fl_path), Path(nuc_path), figures_dir
 
 
 def tutorial_budget(profile: Profile) -> tuple[Profile, int]:

@@ -21,19 +21,27 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from ..config import get_profile
 from .report import sections
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the files are still replaced whole
+    fcntl = None
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -175,10 +183,10 @@ def write_report(paths: RunPaths, profile: str, seed: int, timings: dict[str, fl
     if tables:
         lines += ["", "## Tables", ""] + [f"- `tables/{t.name}`" for t in tables]
     report = paths.results / "REPORT.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_atomic(report, "\n".join(lines) + "\n")
     manifest = paths.figures / "MANIFEST.md"
     figs = sorted(p.name for p in paths.figures.glob("*.png"))
-    manifest.write_text("\n".join(
+    write_atomic(manifest, "\n".join(
         ["# Figures", "", f"Produced by `make reproduce PROFILE={profile}` on {started}, "
          f"commit {commit}, {platform.platform()} (CPU count {os.cpu_count()}), "
          f"device {device}.", ""]
@@ -233,26 +241,92 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, seed: int =
     paths = RunPaths.for_profile(profile, root)
     paths.make()
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    # wall times of earlier runs of this profile are kept, so `--only` updates the report
+    # wall times of earlier runs of this profile are kept, so `--only` updates the report;
+    # both files are read and written under the profile's lock (two runs at once merge)
     log, state_file = paths.results / "timings.json", paths.results / "state.json"
-    timings: dict[str, float] = json.loads(log.read_text()) if log.exists() else {}
-    state: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
     skipped = []
     for nb in notebooks:
         params = {"profile": profile, "seed": seed, "figures_dir": str(paths.figures),
                   "tables_dir": str(paths.tables)}
         key, out = input_hash(nb, params), paths.notebooks / nb.name
+        with locked(paths.results):
+            state, timings = read_json(state_file), read_json(log)
         if not force and state.get(nb.stem) == key and out.exists() and nb.stem in timings:
             print(f"[{profile}] {nb.name}: inputs unchanged, not rerun", flush=True)
             skipped.append(nb.stem)
             continue
         print(f"[{profile}] {nb.name} ...", flush=True)
-        state.pop(nb.stem, None)
-        state_file.write_text(json.dumps(state, indent=1))
-        timings[nb.stem] = run_notebook(nb, out, params, cwd=root)
-        print(f"[{profile}] {nb.name} done in {timings[nb.stem]:.1f} s", flush=True)
-        state[nb.stem] = key
-        log.write_text(json.dumps(dict(sorted(timings.items())), indent=1))
-        state_file.write_text(json.dumps(state, indent=1))
+        update_json(state_file, lambda d, nb=nb: d.pop(nb.stem, None))
+        seconds = run_notebook(nb, out, params, cwd=root)
+        print(f"[{profile}] {nb.name} done in {seconds:.1f} s", flush=True)
+        update_json(log, lambda d, nb=nb, t=seconds: d.update({nb.stem: t}))
+        update_json(state_file, lambda d, nb=nb, k=key: d.update({nb.stem: k}))
+    with locked(paths.results):
+        timings = read_json(log)
     return write_report(paths, profile, seed, dict(sorted(timings.items())), started,
                         tuple(skipped))
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively (``fcntl.flock``; a no-op where there is none):
+    the runner's state files of one profile are read and written under it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with locked(Path(tempfile.mkdtemp())):
+    ...     pass
+    """
+    with open(folder / ".lock", "a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ``{}`` when the file is missing or unreadable (then the
+    notebooks it described simply run again).
+
+    Examples
+    --------
+    >>> read_json(Path("no/such/state.json"))
+    {}
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path`` (readers see the
+    old or the new file, never half of one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def update_json(path: Path, change: Callable[[dict], object]) -> dict:
+    """Read, ``change`` in place and write back a JSON object, under the folder's lock.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "state.json"
+    >>> update_json(p, lambda d: d.update(a=1))
+    {'a': 1}
+    """
+    with locked(path.parent):
+        data = read_json(path)
+        change(data)
+        write_atomic(path, json.dumps(dict(sorted(data.items())), indent=1))
+    return data
