@@ -41,7 +41,7 @@ import warnings
 from typing import Any
 
 from ..config import PRESETS, PROFILES
-from ..data.checks import InputWarning
+from ..data.checks import InputWarning, PixelSizeWarning
 from ..experiments.reproduce import NotebookFailed, discover, reproduce
 from .cli_checks import selector
 from .files import segment_files
@@ -104,7 +104,7 @@ def run_segment(args: argparse.Namespace) -> int:
     with SignalStop() as signals, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
         res, failure, status = _run(args, signals)
-    _warn(caught)
+    _warn(caught, args.pixel_size)
     if res is None:
         print(failure, file=sys.stderr)
         return status
@@ -140,13 +140,17 @@ def _run(args: argparse.Namespace,
     return res, "", 0
 
 
-def _warn(caught: list[warnings.WarningMessage]) -> None:
+def _warn(caught: list[warnings.WarningMessage], pixel_size: float | None) -> None:
     """The input warnings of a run, one ``warning:`` line each on stderr."""
     for w in caught:
-        if issubclass(w.category, InputWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
-        else:
+        if not issubclass(w.category, InputWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            continue
+        hint = ""
+        if issubclass(w.category, PixelSizeWarning):
+            hint = (" Give it with --pixel-size (µm per pixel)" + (
+                "; none was given, so 0.8 was assumed." if pixel_size is None else "."))
+        print(f"warning: {w.message}{hint}", file=sys.stderr)
 
 
 def _report(res: SegmentOutputs, seconds: float) -> None:

@@ -180,16 +180,16 @@ def commit(temps: Sequence[Path], finals: Sequence[Path], overwrite: bool) -> No
             os.replace(tmp, final)
         return
     placed: list[Path] = []
-    try:
-        for tmp, final in zip(temps, finals, strict=True):
+    for tmp, final in zip(temps, finals, strict=True):
+        try:
             _link_exclusive(tmp, final)
-            placed.append(final)
-    except FileExistsError as err:
-        for p in placed:
-            p.unlink(missing_ok=True)
-        raise FileExistsError(f"{err.filename} appeared while this run worked (another run "
-                              f"to the same --out?); it was left as it is and nothing was "
-                              f"written. Choose another --out or pass --overwrite.") from None
+        except FileExistsError:
+            for p in placed:
+                p.unlink(missing_ok=True)
+            raise FileExistsError(f"{final} appeared while this run worked (another run to "
+                                  f"the same --out?); it was left as it is and nothing was "
+                                  f"written. Choose another --out or pass --overwrite.") from None
+        placed.append(final)
 
 
 def _link_exclusive(tmp: Path, final: Path) -> None:

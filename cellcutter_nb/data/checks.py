@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["MAX_UM2_PER_MARKER", "MIN_PX_PER_MARKER", "MIN_UM2_PER_MARKER", "PIXEL_SIZE_RANGE",
-           "InputWarning", "check_mask", "check_mask_coverage", "check_marker_density",
-           "check_pixel_size", "check_seconds", "check_seed"]
+           "InputWarning", "PixelSizeWarning", "check_mask", "check_mask_coverage",
+           "check_marker_density", "check_pixel_size", "check_seconds", "check_seed"]
 
 #: Plausible pixel sizes (µm/px): a 100× oil objective on a small-pixel camera to a 2×
 #: objective on a large-pixel one.
@@ -45,6 +45,11 @@ MIN_MASK_FRACTION = 0.01
 
 class InputWarning(UserWarning):
     """An input that is possible but probably wrong (the message says what to check)."""
+
+
+class PixelSizeWarning(InputWarning):
+    """Sizes in the image do not fit its pixel size (the command line names
+    ``--pixel-size`` after the message)."""
 
 
 def _is_real(value: Any) -> bool:
@@ -197,4 +202,4 @@ def check_marker_density(n_markers: int, shape: tuple[int, int], pixel_size: flo
             f"Only {n_markers} {what} on a {shape[0]}×{shape[1]} image: {um2:,.0f} µm² per "
             f"cell at {pixel_size:g} µm/px, more than {MAX_UM2_PER_MARKER:,.0f} µm² (a cell 160"
             f" µm wide). Check the pixel size and that every cell has a marker.",
-            InputWarning, stacklevel=2)
+            PixelSizeWarning, stacklevel=2)

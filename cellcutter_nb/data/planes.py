@@ -88,11 +88,15 @@ def file_kind(path: Path) -> str | None:
 
 
 def _select_plane(arr: np.ndarray, colour: bool, page: int | None, channel: int | None,
-                  what: str, style: str) -> np.ndarray:
+                  what: str, style: str, where_present: bool = False) -> np.ndarray:
     """One 2-D plane of ``(planes..., Y, X[, colour])``: ``page`` indexes the flattened
-    leading axes (TIFF pages, ImageJ Z/C/T planes), ``channel`` the colour axis."""
+    leading axes (TIFF pages, ImageJ Z/C/T planes), ``channel`` the colour axis
+    (``where_present``: ignored by an image without pages / colours)."""
     shape0, n_col = arr.shape, arr.shape[-1] if colour else 0
     planes = arr.reshape(-1, *arr.shape[arr.ndim - (3 if colour else 2):])
+    if where_present:
+        page = None if len(planes) == 1 else page
+        channel = channel if colour else None
     if channel is not None:
         if not colour:
             raise ValueError(f"{what} has no colour axis (shape {shape0}); drop "
@@ -122,7 +126,7 @@ def _select_plane(arr: np.ndarray, colour: bool, page: int | None, channel: int 
 
 
 def _array_plane(arr: np.ndarray, page: int | None, channel: int | None, what: str,
-                 style: str) -> np.ndarray:
+                 style: str, where_present: bool) -> np.ndarray:
     """An in-memory array: a singleton axis is dropped; ``(H, W, C)`` with C = 3 or 4 (or 2
     when H > 4) is read as colours, other 3-D arrays as stacks of pages."""
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) and page is None \
@@ -132,7 +136,7 @@ def _array_plane(arr: np.ndarray, page: int | None, channel: int | None, what: s
                                 or (arr.shape[-1] == 2 and arr.shape[0] > 4))
     if arr.ndim < 2 or arr.size == 0:  # check_image reports these
         return arr
-    return _select_plane(arr, colour, page, channel, what, style)
+    return _select_plane(arr, colour, page, channel, what, style, where_present)
 
 
 def _tiff_arrays(path: Path) -> list[tuple[np.ndarray, str]]:
@@ -148,10 +152,13 @@ def _tiff_arrays(path: Path) -> list[tuple[np.ndarray, str]]:
 
 
 def read_plane(source: Source, page: int | None = None, channel: int | None = None,
-               what: str = "image", style: str = "python") -> np.ndarray:
+               what: str = "image", style: str = "python",
+               where_present: bool = False) -> np.ndarray:
     """Read a TIFF path or an array and select one 2-D plane, keeping the dtype (label
     images stay integers); ``what`` names the image in error messages, ``style``
-    (``"python"`` or ``"cli"``) how the options are spelled there.
+    (``"python"`` or ``"cli"``) how the options are spelled there. With
+    ``where_present``, ``page`` / ``channel`` are ignored by an image that has no pages /
+    colours (one ``page`` for several images, some of them plain 2-D).
 
     Raises
     ------
@@ -167,7 +174,7 @@ def read_plane(source: Source, page: int | None = None, channel: int | None = No
     [[4, 5], [6, 7]]
     """
     if not isinstance(source, (str, os.PathLike)):
-        return _array_plane(np.asarray(source), page, channel, what, style)
+        return _array_plane(np.asarray(source), page, channel, what, style, where_present)
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No such image file for {what}: {path}")
@@ -192,4 +199,4 @@ def read_plane(source: Source, page: int | None = None, channel: int | None = No
         page = None
     if "S" in axes:  # colour samples last
         arr = np.moveaxis(arr, axes.index("S"), -1)
-    return _select_plane(arr, "S" in axes, page, channel, what, style)
+    return _select_plane(arr, "S" in axes, page, channel, what, style, where_present)

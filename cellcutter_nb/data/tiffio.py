@@ -42,13 +42,15 @@ _GT_ARRAYS = ("labels", "nuclei", "mask")
 
 
 def read_image(source: Source, *, page: int | None = None, channel: int | None = None,
-               name: str = "image", style: str = "python") -> np.ndarray:
+               name: str = "image", style: str = "python",
+               where_present: bool = False) -> np.ndarray:
     """Read one channel (TIFF path or array, any numeric dtype) as finite 2-D float32.
 
     ``page`` picks a plane of a multi-page/stacked file (all Z/C/T planes in file order),
     ``channel`` a colour of an RGB(A) image; ``name`` and the file appear in error messages,
     which spell the options as Python (``page=k``) or, with ``style="cli"``, as the command
-    line does (``--page k``).
+    line does (``--page k``). With ``where_present`` an image without pages / colours
+    ignores ``page`` / ``channel``.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is
     not a readable TIFF, a stack or RGB image without ``page``/``channel``, non-numeric or
@@ -67,7 +69,7 @@ def read_image(source: Source, *, page: int | None = None, channel: int | None =
         what = repr(name) + (f" ({path.name})" if path else "")
     if np.ma.isMaskedArray(source):  # before read_plane turns it into a plain array
         check_image(source, name)
-    return check_image(read_plane(source, page, channel, what, style), name,
+    return check_image(read_plane(source, page, channel, what, style, where_present), name,
                        str(path) if path else "")
 
 
@@ -137,6 +139,11 @@ def _pick(sel: Select, key: str) -> int | None:
     return sel.get(key) if isinstance(sel, Mapping) else sel
 
 
+def _shared(page: Select, channel: Select) -> bool:
+    """One ``page`` / ``channel`` for all images: those without pages / colours ignore it."""
+    return not isinstance(page, Mapping) and not isinstance(channel, Mapping)
+
+
 def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source | None = None,
                *, pixel_size: float | None = None, markers: Any = None, labels: Any = None,
                name: str | None = None, meta: dict[str, Any] | None = None,
@@ -152,8 +159,9 @@ def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source |
     markers, labels : optional
         (N, 2) (row, col) array or CSV path (:func:`read_markers`); label image or TIFF.
     page, channel : int or dict of str to int, optional
-        Plane / colour of stacked or RGB inputs, for all channels or per channel,
-        e.g. ``page={"fl": 0, "nuc": 1}`` for two planes of one file.
+        Plane / colour of stacked or RGB inputs, for all channels (a plain 2-D image
+        ignores it) or per channel, e.g. ``page={"fl": 0, "nuc": 1}`` for two planes of
+        one file.
     style : {"python", "cli"}
         How error messages spell the options (``page=k`` or ``--page k``).
 
@@ -170,7 +178,8 @@ def load_field(fl: Source | None = None, bf: Source | None = None, nuc: Source |
     """
     given = {k: v for k, v in (("fl", fl), ("bf", bf), ("nuc", nuc)) if v is not None}
     chans = {k: read_image(v, page=_pick(page, k), channel=_pick(channel, k), name=k,
-                           style=style) for k, v in given.items()}
+                           style=style, where_present=_shared(page, channel))
+             for k, v in given.items()}
     files = {k: str(v) for k, v in given.items() if isinstance(v, (str, os.PathLike))}
     meta = {**(meta or {}), **({"files": files} if files else {})}
     if pixel_size is None:

@@ -36,7 +36,7 @@ from skimage.morphology import disk, remove_small_holes
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..config import PIXEL_SIZE_UM
-from ..data.checks import InputWarning, check_pixel_size
+from ..data.checks import PixelSizeWarning, check_pixel_size
 from ..data.field import check_image
 from .marker_matching import MatchResult, match_markers
 
@@ -180,7 +180,7 @@ def _warn_sizes(kept_area: int, thresholded_area: int, n_kept: int,
         f"area above the threshold on nuc: the objects there do not fit nuclei of "
         f"{diameter_um[0]:g}–{diameter_um[1]:g} µm ({lo:.0f}–{hi:.0f} px at {pixel_size:g} "
         f"µm/px). Is the pixel size right? (Or set diameter_um to the size of your nuclei.)",
-        InputWarning, stacklevel=3)
+        PixelSizeWarning, stacklevel=3)
 
 
 def markers_from_labels(labels: np.ndarray) -> np.ndarray:
