@@ -87,7 +87,7 @@ def _finite_float32(arr: np.ndarray, label: str) -> np.ndarray:
             f"{label} has {n_bad} NaN/inf pixels; fill or crop them first "
             f"(e.g. np.nan_to_num) so that no value is silently changed here.")
     big = float(np.abs(arr).max()) if arr.dtype.kind == "f" else 0.0
-    if big > np.finfo(np.float32).max:
+    if big > float(np.finfo(np.float32).max):
         raise ValueError(f"{label} has values up to {big:.3g}, beyond float32's range "
                          f"(±3.4e38) in which images are kept; rescale it first (e.g. "
                          f"divide by its maximum).")

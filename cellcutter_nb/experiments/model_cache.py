@@ -331,6 +331,9 @@ def _load(folder: Path, markers: np.ndarray, shape: tuple[int, int]) -> Run:
         raise _Unreadable(f"{type(err).__name__}: {str(err)[:120]}") from None
     if run.labels.shape != tuple(shape):
         raise _Unreadable(f"labels.npy has shape {run.labels.shape}, the field {shape}")
+    seen = run.history["patches_seen"].iloc[-1] if "patches_seen" in run.history else None
+    if seen != run.scores.get("patches_seen") or len(run.cells) != run.scores.get("n_cells"):
+        raise _Unreadable("history.csv or cells.csv is cut short")
     if not zipfile.is_zipfile(folder / "model.keras"):
         raise _Unreadable("model.keras is truncated or missing")
     return run
