@@ -108,6 +108,12 @@ def check_checkpoint(folder: str | os.PathLike | None) -> str | None:
     ------
     ValueError
         The path is a file, or its parent folder does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_checkpoint(Path(tempfile.mkdtemp()) / "ck")  # doctest: +ELLIPSIS
+    'checkpoint .../ck: saved after every epoch'
     """
     if folder is None:
         return None
@@ -130,7 +136,15 @@ def check_checkpoint(folder: str | os.PathLike | None) -> str | None:
 
 
 def check_sources(fl: Any, bf: Any, nuc: Any, markers: Any) -> None:
-    """At least one image, and a way to get markers."""
+    """At least one image, and a way to get markers.
+
+    Examples
+    --------
+    >>> check_sources("cells.tif", None, None, None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: No markers: give --nuc (the nucleus image; one marker is found per nucleus) ...
+    """
     if fl is None and bf is None and nuc is None:
         raise ValueError("Give at least one image: --fl, --bf and/or --nuc.")
     if nuc is None and markers is None:

@@ -130,20 +130,14 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     FileExistsError
         An output appeared during the run (without ``overwrite``); nothing was written.
     """
-    from ..core.model import load_model  # Keras on demand: not for bad input or --help
-
     say = log or (lambda msg: None)
     t0 = time.perf_counter()
     # 1. everything that can be checked, before any training
     check_numbers(seed, max_seconds, pixel_size, profile_overrides)
     check_sources(fl, bf, nuc, markers)
-    given = {"--fl": fl, "--bf": bf, "--nuc": nuc, "--markers": markers,
-             "--scribbles": scribbles, "--model": model}
-    outs = output_paths(out, save_model, overwrite=overwrite, inputs={
-        k: v for k, v in given.items() if isinstance(v, (str, os.PathLike))})
-    finals = [p for p in (outs.labels, outs.overlay, outs.cells, outs.model) if p is not None]
-    for stale in remove_stale_temps(finals):
-        say(f"removed {stale.name}, left by an interrupted run")
+    outs = _outputs(out, save_model, overwrite, say, {
+        "--fl": fl, "--bf": bf, "--nuc": nuc, "--markers": markers, "--scribbles": scribbles,
+        "--model": model})
     if model is not None and (save_model is not None or checkpoint is not None):
         raise ValueError("--model only runs a trained network; drop --save-model and "
                          "--checkpoint (or --model to train a new one).")
@@ -152,12 +146,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     field = tiffio.load_field(fl, bf, nuc, pixel_size=pixel_size, page=page, channel=channel,
                               style="cli")
     used = used_channels(channels, field)
-    net = None
-    if model is not None:
-        net = load_model(model)
-        note = check_model(net, model, used, preset)
-        if note:
-            say(note)
+    net = None if model is None else _loaded(model, used, preset, say)
     scr = read_scribbles(scribbles, field.shape)
     mk = read_markers(markers, field)
     say(f"{field.shape[0]}x{field.shape[1]} px, channels {','.join(used)}, {len(mk)} markers")
@@ -178,6 +167,30 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
                      overwrite, signals)
     return SegmentOutputs(outs.labels, outs.overlay, outs.cells, outs.model, len(mk),
                           n_cells, time.perf_counter() - t0, stopped)
+
+
+def _outputs(out: str | os.PathLike, save_model: str | os.PathLike | None, overwrite: bool,
+             say: Callable[[str], None], given: dict[str, Any]) -> SegmentOutputs:
+    """The outputs named and checked (none of them one of the ``given`` input files), and
+    the temporary files a killed run left next to them removed."""
+    outs = output_paths(out, save_model, overwrite=overwrite, inputs={
+        k: v for k, v in given.items() if isinstance(v, (str, os.PathLike))})
+    finals = [p for p in (outs.labels, outs.overlay, outs.cells, outs.model) if p is not None]
+    for stale in remove_stale_temps(finals):
+        say(f"removed {stale.name}, left by an interrupted run")
+    return outs
+
+
+def _loaded(model: str | os.PathLike, used: Sequence[str], preset: Preset,
+            say: Callable[[str], None]) -> Any:
+    """The ``--model`` network, checked against this run's channels and preset."""
+    from ..core.model import load_model  # Keras on demand: not for bad input or --help
+
+    net = load_model(model)
+    note = check_model(net, model, used, preset)
+    if note:
+        say(note)
+    return net
 
 
 def _train(field: Field, used: tuple[str, ...], preset: Preset, prof: Profile,

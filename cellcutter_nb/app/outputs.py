@@ -174,6 +174,19 @@ def commit(temps: Sequence[Path], finals: Sequence[Path], overwrite: bool) -> No
     Without ``overwrite`` each final name is created exclusively (a hard link, so a file
     that appeared meanwhile — a second run to the same ``--out`` — is never replaced); on a
     conflict the files this call placed are removed again and ``FileExistsError`` names it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> final = Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> tmp = temp_name(final); _ = tmp.write_text("mine")
+    >>> _ = final.write_text("another run's")
+    >>> commit([tmp], [final], overwrite=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: .../labels.tif appeared while this run worked (another run to the same ...
+    >>> final.read_text()
+    "another run's"
     """
     if overwrite:
         for tmp, final in zip(temps, finals, strict=True):
