@@ -178,10 +178,10 @@ def test_a_signal_during_training_writes_what_the_time_cap_would(inputs, signum)
          "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "CELLCUTTER_NB_QUIET": "1"})
-    for line in proc.stdout:  # training starts after the mask line
-        if line.startswith("mask covers"):
+    for line in proc.stdout:  # training starts after the mask line (a signal from then on
+        if line.startswith("mask covers"):  # stops it after its first step)
             break
-    time.sleep(8)
+    time.sleep(2)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum and "Traceback" not in stderr
