@@ -39,10 +39,23 @@ STYLE = {
 
 
 def subplots(nrows: int = 1, ncols: int = 1, size: float = 3.2, **kwargs):
-    """``plt.subplots`` in the house style, ``size`` inches per panel."""
+    """``plt.subplots`` in the house style, ``size`` inches per panel.
+
+    The figure is made by pyplot *outside* any ``rc_context``: a kernel's first pyplot
+    figure loads the inline backend, which switches matplotlib to interactive mode, and
+    leaving an ``rc_context`` would switch it back, so that no later figure of the
+    kernel is shown. Only the axes are made inside :data:`STYLE`.
+
+    Examples
+    --------
+    >>> fig, axes = subplots(1, 2)
+    >>> axes.shape, axes[0, 1].spines["top"].get_visible()
+    ((1, 2), False)
+    """
+    fig = plt.figure(figsize=(size * ncols, size * nrows), dpi=STYLE["figure.dpi"],
+                     layout="constrained")
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows),
-                                 squeeze=False, constrained_layout=True, **kwargs)
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, (axes[0, 0] if nrows == ncols == 1 else axes)
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import get_profile
 from .report import sections
@@ -42,6 +43,9 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the files are still replaced whole
     fcntl = None
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -98,15 +102,59 @@ def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     return sorted(chosen)
 
 
+#: The kernels' matplotlib backend: inline, so that every figure of an executed notebook is
+#: embedded as a PNG; it renders with Agg and needs no display (headless CI).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def kernel_env() -> dict[str, str]:
-    """Environment for the notebook kernels: quiet TensorFlow, non-interactive matplotlib."""
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
-           "CELLCUTTER_NB_QUIET": "1"}
-    return {k: os.environ.get(k, v) for k, v in env.items()}
+    """Environment for the notebook kernels: quiet TensorFlow, the inline backend.
+
+    ``MPLBACKEND`` is always the inline backend (a shell's ``MPLBACKEND=Agg`` would
+    leave the executed notebooks without figures); the other variables keep a value the
+    caller's environment gives them.
+
+    Examples
+    --------
+    >>> kernel_env()["MPLBACKEND"]
+    'module://matplotlib_inline.backend_inline'
+    """
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CELLCUTTER_NB_QUIET": "1"}
+    return {**{k: os.environ.get(k, v) for k, v in env.items()}, "MPLBACKEND": INLINE_BACKEND}
+
+
+@contextlib.contextmanager
+def _environ(changes: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernels started inside, restore them after."""
+    before = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def kernel_config() -> Config:
+    """The kernel manager's settings: IPC transport on POSIX.
+
+    Kernel and runner talk over Unix sockets in Jupyter's runtime folder instead of
+    unencrypted TCP ports on localhost, which is what ipykernel's warning "Kernel is
+    running over TCP without encryption" (printed once per notebook) asks for.
+    """
+    from traitlets.config import Config  # a dependency of papermill (the notebook extra)
+
+    return Config({"KernelManager": {"transport": "ipc" if os.name == "posix" else "tcp"}})
 
 
 def run_notebook(path: Path, out: Path, parameters: dict, cwd: Path = ROOT) -> float:
     """Execute one notebook with papermill; returns wall seconds.
+
+    The kernel runs with :func:`kernel_env` (the inline matplotlib backend: the executed
+    copy embeds every figure) and :func:`kernel_config`.
 
     Raises
     ------
@@ -115,11 +163,12 @@ def run_notebook(path: Path, out: Path, parameters: dict, cwd: Path = ROOT) -> f
     """
     import papermill as pm
 
-    os.environ.update(kernel_env())
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(cwd),
-                            kernel_name="python3", progress_bar=False, log_output=False)
+        with _environ(kernel_env()):
+            pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(cwd),
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                config=kernel_config())
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
             f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
