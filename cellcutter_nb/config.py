@@ -48,6 +48,12 @@ PAPER_FIELD_SIZE: int = 1750
 NUCLEUS_STOP_LOSS: float = 0.15
 #: Adam learning rate of the synthetic-nucleus UNet (the paper's Methods).
 NUCLEUS_LEARNING_RATE: float = 0.005
+#: Patches an unsupervised network must see before its result is more than early training
+#: (:attr:`Preset.converged_patches`; below it results are labelled *under-trained*).
+#: Measured with the ``paper`` preset on the 1750² benchmark (benchmarks/RESULTS.md, one
+#: H100): it passes the position-only partition only after ~100 k patches and reaches
+#: ~0.80 mIOU at ~400 k. The one number to change when a faster recipe lands.
+CONVERGED_PATCHES: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,12 @@ class Preset:
     def lam_natural(self) -> float:
         """λ expressed for the natural logarithm (λ_e = λ / ln base)."""
         return self.lam / math.log(self.log_base)
+
+    @property
+    def converged_patches(self) -> int:
+        """Patches seen below which a result of this recipe is under-trained
+        (:data:`CONVERGED_PATCHES`, the same for both presets so far)."""
+        return CONVERGED_PATCHES
 
     def loss_weights(self, with_mask: bool = True) -> LossWeights:
         """The weights Eq. 1 is computed with: λ for the natural log, and β (0 without

@@ -53,7 +53,7 @@ from ..data.checks import (
     check_seed,
 )
 from ..data.field import Field, check_markers
-from ..progress import progress_bar
+from ..progress import TrainingBar
 from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
 from .evaluate import TrainResult, evaluate, recalibrate_batchnorm
 from .model import build_model, seed_everything
@@ -89,7 +89,8 @@ class TrainOptions:
         Save ``checkpoint.keras`` + ``history.csv`` + ``state.json`` after every epoch and
         resume from them when present with the same settings.
     progress : bool, optional
-        tqdm progress bar; default on, off when ``CELLCUTTER_NB_QUIET=1`` (the runner).
+        Progress by step ending in a summary line (:class:`~cellcutter_nb.progress.TrainingBar`);
+        default on, only the summary when ``CELLCUTTER_NB_QUIET=1`` (the runner).
     jit_compile : bool, optional
         Compile the train step with XLA/jit; default
         :func:`~cellcutter_nb.core.step.default_jit`. Runs of at most
@@ -164,21 +165,20 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     opts = dataclasses.replace(options or TrainOptions(), **changes)
     check_seconds(opts.max_seconds)
     run = _start(field, channels, preset, profile, mask, markers, seed, unet, opts)
-    bar = progress_bar(desc="epochs", progress=opts.progress, total=profile.max_epochs)
-    bar.update(run.start_epoch)
+    bar = TrainingBar(profile.max_epochs * profile.steps_per_epoch, preset, opts.progress)
+    bar.resume(run.start_epoch * profile.steps_per_epoch, run.seen)
     for epoch in range(run.start_epoch, profile.max_epochs):
-        row = _epoch(run, epoch)
+        row = _epoch(run, epoch, bar.step)
         _score(run, row, epoch)
         run.rows.append(row)
         if opts.on_epoch is not None:
             opts.on_epoch(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3g}", miou=f"{row.get('miou', float('nan')):.3f}")
+        bar.epoch(row)
         _checkpoint(run, epoch)
         run.stopped = _stop_reason(run) or run.stopped
         if run.stopped != "max_epochs":
             break
-    bar.close()
+    bar.close(run.stopped)
     return _finish(run)
 
 
@@ -264,8 +264,9 @@ def _resume(run: _Run) -> None:
     run.start_epoch = int(state["epoch"]) + 1
 
 
-def _epoch(run: _Run, epoch: int) -> dict:
-    """One epoch of steps, one area each; returns its history row."""
+def _epoch(run: _Run, epoch: int, on_step: Callable[[int], None]) -> dict:
+    """One epoch of steps, one area each (``on_step`` gets each step's patch count);
+    returns its history row."""
     ts = time.perf_counter()
     for tracker in run.model.metrics:
         tracker.reset_state()
@@ -276,6 +277,7 @@ def _epoch(run: _Run, epoch: int) -> dict:
         y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
         logs = run.model.train_on_batch(b.patches, y, return_dict=True)
         run.seen += b.n_valid
+        on_step(b.n_valid)
         if run.opts.should_stop is not None and run.opts.should_stop():
             break
     run.train_time += time.perf_counter() - ts
