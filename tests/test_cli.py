@@ -60,7 +60,7 @@ def test_saved_model_reused_without_training(trained, capsys):
         "--pixel-size", "0.5", "--model", folder / "model.keras",
         "--out", folder / "again.tif")])
     out = capsys.readouterr().out
-    assert rc == 0 and "wall time" in out and "cells from" in out
+    assert rc == 0 and "wall time" in out and "model trained before (--model)" in out
     np.testing.assert_array_equal(tifffile.imread(folder / "again.tif"),
                                   tifffile.imread(folder / "labels.tif"))
     # the model records fl + nuc: one channel is refused before anything is written
@@ -77,7 +77,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, synthetic, monkeypatch):
         tifffile.imwrite(tmp_path / f"{name}.tif", synthetic[name].astype(np.uint16))
 
     def fake_segment(field, channels, preset, profile, **kwargs):  # no training needed
-        history = pd.DataFrame({"loss": [1.0]})
+        history = pd.DataFrame({"loss": [1.0], "patches_seen": [10]})
         history.attrs.update(stopped="max_epochs", seconds=0.0)
         return synthetic.labels, None, history
 
@@ -90,6 +90,31 @@ def test_failure_while_writing_leaves_nothing(tmp_path, synthetic, monkeypatch):
         files.segment_files(fl=tmp_path / "fl.tif", nuc=tmp_path / "nuc.tif",
                           out=tmp_path / "labels.tif", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fl.tif", "nuc.tif"]
+
+
+def test_last_line_says_under_trained_and_counts_fragments(tmp_path, synthetic, monkeypatch,
+                                                           capsys):
+    for name in ("fl", "nuc"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", synthetic[name].astype(np.uint16))
+    labels = synthetic.labels.copy()
+    cell = labels == labels.max()
+    cut = cell & (np.arange(labels.shape[1]) == np.nonzero(cell)[1].min() + 1)
+    labels[cut] = 0  # a one-pixel-wide cut: the cell's leftmost column is a second piece
+
+    def fake_segment(field, channels, preset, profile, **kwargs):  # no training needed
+        history = pd.DataFrame({"loss": [1.0], "patches_seen": [1454]})
+        history.attrs.update(stopped="max_epochs", seconds=0.0)
+        return labels, None, history
+
+    monkeypatch.setattr(files, "segment", fake_segment)
+    monkeypatch.setattr(files, "_write", lambda *args: len(np.unique(labels)) - 1)
+    rc = cli.main(["segment", "--fl", str(tmp_path / "fl.tif"), "--nuc",
+                   str(tmp_path / "nuc.tif"), "--quiet", "--out", str(tmp_path / "l.tif")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    n = len(np.unique(labels)) - 1
+    assert rc == 0 and "cells from" not in last
+    assert f"{n} labels for " in last and f"{n - 1} of them one connected piece" in last
+    assert "1,454 patches seen: under-trained (< 100,000)" in last
 
 
 def test_cell_table_matches_regionprops():

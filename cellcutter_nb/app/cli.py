@@ -108,7 +108,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if res is None:
         print(failure, file=sys.stderr)
         return status
-    _report(res, time.perf_counter() - t0)
+    _report(res, time.perf_counter() - t0, args.preset)
     return exit_status(signals.received) if signals.received else 0
 
 
@@ -153,8 +153,9 @@ def _warn(caught: list[warnings.WarningMessage], pixel_size: float | None) -> No
         print(f"warning: {w.message}{hint}", file=sys.stderr)
 
 
-def _report(res: SegmentOutputs, seconds: float) -> None:
-    """What ``segment`` wrote and how it went (stdout), and a warning for a weak result."""
+def _report(res: SegmentOutputs, seconds: float, preset: str) -> None:
+    """What ``segment`` wrote and how it went (stdout; the last line says how much it
+    trained, :meth:`SegmentOutputs.summary`), and a warning for a weak result."""
     wrote = [res.labels, res.overlay, res.cells] + ([res.model] if res.model else [])
     if res.n_cells < 0.5 * res.n_markers:
         print(f"warning: only {res.n_cells} of {res.n_markers} markers got a cell; the "
@@ -164,9 +165,8 @@ def _report(res: SegmentOutputs, seconds: float) -> None:
     if res.stopped == "interrupted":
         print("training interrupted: the outputs are those of the network as it was (as "
               "at the time cap); rerun with --checkpoint DIR to resume.", file=sys.stderr)
-    print(f"{res.n_cells} cells from {res.n_markers} markers; wrote "
-          + ", ".join(str(p) for p in wrote))
-    print(f"wall time {seconds:.1f} s")
+    print("wrote " + ", ".join(str(p) for p in wrote))
+    print(f"{res.summary(preset)}; wall time {seconds:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,7 @@ from .outputs import (
     temp_name,
     write_overlay,
 )
-from .pipeline import segment
+from .pipeline import one_piece, segment
 
 __all__ = ["segment_files"]
 
@@ -157,16 +157,16 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
             say(f"mask covers {mask.mean():.0%} of the image")
         if ckpt_note:
             say(ckpt_note)
-        labels, net, stopped = _train(field, used, preset, prof, mk, mask, signals, say,
-                                      seed=seed, max_seconds=max_seconds, progress=progress,
-                                      checkpoint_dir=checkpoint)
+        labels, net, stopped, seen = _train(field, used, preset, prof, mk, mask, signals, say,
+                                            seed=seed, max_seconds=max_seconds,
+                                            progress=progress, checkpoint_dir=checkpoint)
     else:
-        labels, stopped = predict_field(net, field, used, preset, markers=mk), "loaded"
+        labels, stopped, seen = predict_field(net, field, used, preset, markers=mk), "loaded", None
     # 3. write under temporary names, then move all into place
     n_cells = _write(outs, np.asarray(labels, np.uint32), field, used, mk, net, preset,
                      overwrite, signals)
     return SegmentOutputs(outs.labels, outs.overlay, outs.cells, outs.model, len(mk),
-                          n_cells, time.perf_counter() - t0, stopped)
+                          n_cells, time.perf_counter() - t0, stopped, one_piece(labels), seen)
 
 
 def _outputs(out: str | os.PathLike, save_model: str | os.PathLike | None, overwrite: bool,
@@ -195,9 +195,10 @@ def _loaded(model: str | os.PathLike, used: Sequence[str], preset: Preset,
 
 def _train(field: Field, used: tuple[str, ...], preset: Preset, prof: Profile,
            mk: np.ndarray, mask: np.ndarray | None, signals: SignalStop | None,
-           say: Callable[[str], None], **train_kwargs: Any) -> tuple[np.ndarray, Any, str]:
+           say: Callable[[str], None],
+           **train_kwargs: Any) -> tuple[np.ndarray, Any, str, int]:
     """Train and integrate; a signal during training (``signals`` soft) ends it like the
-    time cap does."""
+    time cap does. Returns labels, network, why it stopped and the patches it saw."""
     phase = signals.soft() if signals is not None else contextlib.nullcontext()
     with phase:
         labels, net, history = segment(
@@ -206,7 +207,7 @@ def _train(field: Field, used: tuple[str, ...], preset: Preset, prof: Profile,
     stopped = str(history.attrs.get("stopped", ""))
     say(f"trained {len(history)} epoch(s) in {history.attrs.get('seconds', 0):.1f} s "
         f"(stopped: {stopped})")
-    return labels, net, stopped
+    return labels, net, stopped, int(history["patches_seen"].iloc[-1])
 
 
 def _write(outs: SegmentOutputs, labels: np.ndarray, field: Field, used: Sequence[str],
@@ -225,7 +226,7 @@ def _write(outs: SegmentOutputs, labels: np.ndarray, field: Field, used: Sequenc
             temps.append(temp_name(final))
         tifffile.imwrite(temps[0], labels, compression="zlib")
         write_overlay(temps[1], field[used[0]], labels,
-                      f"{len(table)} cells, outlines on {used[0]}")
+                      f"{len(table)} labels, outlines on {used[0]}")
         table.to_csv(temps[2], index=False, float_format="%.6g")
         if outs.model:
             save_model(net, temps[3], used, preset)

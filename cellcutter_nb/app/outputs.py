@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..config import Preset
 from ..data.field import Field
+from ..progress import training_label, under_trained
 from .figures import STYLE, outlines
 
 _LABEL_SUFFIXES = (".tif", ".tiff")
@@ -51,6 +53,30 @@ class SegmentOutputs:
     n_cells: int = 0
     seconds: float = float("nan")
     stopped: str = ""
+    n_one_piece: int = 0
+    patches_seen: int | None = None  # None: a model trained before (--model)
+
+    def summary(self, preset: str | Preset) -> str:
+        """What the run made, without success wording for a fragmented or under-trained
+        result: labels, how many are one connected piece, patches seen (``preset``
+        decides *under-trained*, :func:`~cellcutter_nb.progress.training_label`).
+
+        Examples
+        --------
+        >>> res = SegmentOutputs(Path("l.tif"), Path("o.png"), Path("c.csv"), n_markers=313,
+        ...                      n_cells=313, n_one_piece=41, patches_seen=1454)
+        >>> print(res.summary("paper"))  # doctest: +NORMALIZE_WHITESPACE
+        313 labels for 313 markers, 41 of them one connected piece; 1,454 patches seen:
+        under-trained (< 100,000): train longer (--max-seconds, a GPU) before trusting them
+        """
+        text = (f"{self.n_cells} labels for {self.n_markers} markers, {self.n_one_piece} of "
+                f"them one connected piece; ")
+        if self.patches_seen is None:
+            return text + "model trained before (--model)"
+        text += training_label(self.patches_seen, preset)
+        if under_trained(self.patches_seen, preset):
+            text += ": train longer (--max-seconds, a GPU) before trusting them"
+        return text
 
 
 def output_paths(out: str | os.PathLike, save_model: str | os.PathLike | None = None, *,

@@ -3,7 +3,8 @@
 :func:`segment` is an entry point: it takes the preset and profile by name (or as
 objects) and resolves them once; :func:`find_markers` and :func:`foreground_mask` are its
 first two steps. :func:`compare_to_position_only` describes a segmentation without
-ground truth (:func:`describe`) beside the position-only partition (notebook 12).
+ground truth (:func:`describe`, :func:`one_piece`) beside the position-only partition
+(notebook 12).
 
 Examples
 --------
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from skimage import measure
 
 from ..config import Preset, Profile, get_preset, get_profile
 from ..core.integrate import predict_field
@@ -143,9 +145,25 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     return labels, result.model, history
 
 
+def one_piece(labels: np.ndarray) -> int:
+    """How many labels are one connected piece (8-connected): an under-trained network
+    leaves a marker's label in fragments, which a count of labels alone hides.
+
+    Examples
+    --------
+    >>> one_piece(np.array([[1, 1, 0, 2, 0, 2]]))
+    1
+    """
+    lab = np.asarray(labels).astype(np.int64)
+    pieces = measure.label(lab, background=0, connectivity=2)  # regions of one value
+    owner = np.zeros(pieces.max() + 1, np.int64)
+    owner[pieces.ravel()] = lab.ravel()
+    return int((np.bincount(owner[1:]) == 1).sum())
+
+
 def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, float]:
-    """A segmentation without ground truth: how many markers got a cell, how big the
-    cells are and how much of the foreground mask they cover.
+    """A segmentation without ground truth: how many markers got a cell, how many cells
+    are one connected piece, how big they are and how much of the mask they cover.
 
     Parameters
     ----------
@@ -160,7 +178,9 @@ def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, 
     -------
     dict
         ``cells`` (labels present), ``markers_with_cell`` (cells / markers),
-        ``median_area_px`` and ``mask_covered`` (fraction of mask pixels labelled).
+        ``cells_one_piece`` (fraction of cells that are one connected piece,
+        :func:`one_piece`), ``median_area_px`` and ``mask_covered`` (fraction of mask
+        pixels labelled).
 
     Examples
     --------
@@ -172,6 +192,7 @@ def describe(labels: np.ndarray, n_markers: int, mask: np.ndarray) -> dict[str, 
     area = area[area > 0]
     mask = np.asarray(mask, bool)
     return {"cells": len(area), "markers_with_cell": len(area) / n_markers,
+            "cells_one_piece": one_piece(labels) / len(area) if len(area) else 0.0,
             "median_area_px": float(np.median(area)) if len(area) else 0.0,
             "mask_covered": float(((np.asarray(labels) > 0) & mask).sum() / mask.sum())}
 
