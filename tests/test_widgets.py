@@ -102,10 +102,16 @@ def test_explorer_builds_headless_with_documented_ranges():
     assert c["position_sigma"].value == defaults.position_sigma == 15.0
     assert (c["fl"].value, c["bf"].value, c["nuc"].value) == (True, False, True)
     assert set(c["profile"].options) == {"smoke", "quick", "full"}
-    assert ui.params() == check_params(max_seconds=widgets.DEFAULT_SECONDS["smoke"])
+    assert ui.params() == check_params(max_seconds=None)
+    # smoke's 4 steps end training before any budget: the slider says so and is ignored
+    assert c["max_seconds"].disabled and "4 training steps" in c["max_seconds"].tooltip
+    assert widgets.DEFAULT_SECONDS["smoke"] is None and ui.params().budget is None
     c["profile"].value = "quick"  # the budget follows the profile
-    assert c["max_seconds"].value == widgets.DEFAULT_SECONDS["quick"]
+    assert not c["max_seconds"].disabled
+    assert c["max_seconds"].value == widgets.DEFAULT_SECONDS["quick"] == ui.params().budget
     assert ui.widget.children and ui.button.description == "train"
+    for name in ("fl", "bf", "nuc", "use_mask"):  # compact, not 300 px each
+        assert c[name].layout.width == "auto"
 
 
 def test_explorer_reports_invalid_settings_without_training(monkeypatch):
@@ -125,7 +131,8 @@ def test_explorer_button_runs_explore_and_shows_progress(result, monkeypatch):
 
     def fake(params, progress=None, on_epoch=None):
         seen["params"] = params
-        on_epoch({"epoch": 0, "loss": 1.0})
+        on_epoch({"epoch": 0, "loss": 1.0, "patches_seen": 25})
+        seen["count"] = ui.count.value
         return result
 
     monkeypatch.setattr(widgets, "explore", fake)
@@ -135,5 +142,24 @@ def test_explorer_button_runs_explore_and_shows_progress(result, monkeypatch):
     assert seen["params"].lam == 1.44 and seen["params"].beta == 20.0
     assert seen["params"].channels == ("fl",)
     assert ui.result is result
-    assert ui.progress.value == ui.progress.max
-    assert "done" in ui.status.value
+    assert seen["count"] == f"1/{ui.progress.max} steps, 25 patches"
+    assert ui.progress.value == 1
+    assert "done" in ui.status.value and "under-trained" in ui.status.value
+
+
+def test_explorer_error_clears_the_last_run(result, monkeypatch):
+    monkeypatch.setattr(widgets, "explore", lambda *a, **k: result)
+    ui = widgets.Explorer()
+    cleared = []
+    monkeypatch.setattr(ui.output, "clear_output", lambda *a, **k: cleared.append(True))
+    ui.run()
+    assert ui.result is result and ui.count.value == "0/4 steps" and len(cleared) == 1
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of <memory>")
+
+    monkeypatch.setattr(widgets, "explore", broken)
+    assert ui.run() is None
+    assert ui.result is None and ui.progress.value == 0 and ui.count.value == ""
+    assert len(cleared) == 3  # cleared when the run started, and again on the error
+    assert "RuntimeError: out of &lt;memory&gt;" in ui.status.value

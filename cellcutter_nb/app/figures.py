@@ -13,11 +13,13 @@ Examples
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import EngFormatter, MaxNLocator
 from skimage.segmentation import find_boundaries
 
 #: Colours used across notebooks: per modality and for overlays.
@@ -131,30 +133,59 @@ def _single(colour: str) -> ListedColormap:
 
 
 def training_traces(history, references: dict[str, float] | None = None,
-                    label: str = "unsupervised", axes=None):
+                    label: str = "unsupervised", axes=None, title: str = ""):
     """Fig. 2 style: loss (left) and per-cell mIOU (right) against patches seen.
 
-    ``references`` draws horizontal lines (e.g. position-only, CellProfiler).
+    ``references`` draws horizontal lines (e.g. position-only, CellProfiler); ``title``
+    (e.g. :func:`cellcutter_nb.progress.training_label`) goes above both panels.
     Returns the figure.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> h = pd.DataFrame({"patches_seen": [40, 60], "loss": [2.0, 1.5], "miou": [0.1, 0.2]})
+    >>> fig = training_traces(h, title="60 patches seen")
+    >>> fig.axes[0].xaxis.get_major_formatter()(50, 0)  # patches, not 0.05 thousand
+    '50'
+    >>> fig.get_suptitle()
+    '60 patches seen'
     """
     if axes is None:
         fig, axes = subplots(1, 2, size=3.4)
         axes = axes[0]
     fig = axes[0].figure
-    x = history["patches_seen"] / 1000
-    axes[0].plot(x, history["loss"], label=label)
-    axes[0].set_xlabel("patches seen (thousands)")
+    x = history["patches_seen"]
+    axes[0].plot(x, history["loss"], marker=".", label=label)
     axes[0].set_ylabel("loss (Eq. 1, per patch)")
     if "miou" in history:
         ok = history["miou"].notna()
         axes[1].plot(x[ok], history["miou"][ok], marker=".", label=label)
     for i, (name, value) in enumerate((references or {}).items()):
         axes[1].axhline(value, ls="--", lw=1, color=f"C{i + 1}", label=name)
-    axes[1].set_xlabel("patches seen (thousands)")
     axes[1].set_ylabel("per-cell mIOU")
     axes[1].set_ylim(0, 1)
     axes[1].legend(fontsize=7)
+    for ax in axes[:2]:
+        patches_axis(ax)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return fig
+
+
+def patches_axis(ax) -> None:
+    """x axis in patches seen: whole numbers, 1k / 10k / 1M above a thousand.
+
+    Examples
+    --------
+    >>> fig, ax = subplots(1, 1)
+    >>> ax.plot([0, 2_000_000], [0, 1]); patches_axis(ax)  # doctest: +ELLIPSIS
+    [...]
+    >>> ax.xaxis.get_major_formatter()(150_000, 0)
+    '150k'
+    """
+    ax.set_xlabel("patches seen")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
 def patch_gallery(patches: np.ndarray, probs: np.ndarray, targets: np.ndarray | None = None,
@@ -186,15 +217,17 @@ def combination_traces(traces, references: dict[str, float] | None = None):
     """
     fig, axes = subplots(1, 2, size=3.6)
     for i, (name, h) in enumerate(traces.groupby("combination", sort=False)):
-        x = h["patches_seen"] / 1000
+        x = h["patches_seen"]
         axes[0, 0].plot(x, h["loss"], color=f"C{i}", label=name)
         if "miou" in h:
             axes[0, 1].plot(x, h["miou"], color=f"C{i}", marker=".", label=name)
     for j, (name, value) in enumerate((references or {}).items()):
         axes[0, 1].axhline(value, ls=("--", ":", "-.")[j % 3], lw=1, color="k", label=name)
-    axes[0, 0].set(xlabel="patches seen (thousands)", ylabel="loss (Eq. 1, per patch)")
-    axes[0, 1].set(xlabel="patches seen (thousands)", ylabel="per-cell mIOU", ylim=(0, 1))
+    axes[0, 0].set(ylabel="loss (Eq. 1, per patch)")
+    axes[0, 1].set(ylabel="per-cell mIOU", ylim=(0, 1))
     axes[0, 1].legend(fontsize=7)
+    for ax in axes[0]:
+        patches_axis(ax)
     return fig
 
 
@@ -226,6 +259,48 @@ def ours_vs_paper(summary, paper: dict, title: str = "", ylabel: str = "per-cell
     ax.set(ylabel=ylabel, ylim=(0, 1), title=title)
     ax.legend(fontsize=7, ncols=2, loc="lower center")
     return fig
+
+
+def partitions(image: np.ndarray, truth: np.ndarray, segmentations: dict[str, np.ndarray],
+               table, title: str = ""):
+    """Each segmentation's outlines (cyan) over the truth (yellow), and per-cell IoU
+    histograms (``table`` has one IoU column per segmentation, named alike).
+
+    The figure is closed, so that the inline backend does not show it a second time:
+    display it with :func:`show`. Returns the figure.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> lab = np.eye(4, dtype=int)
+    >>> fig = partitions(np.ones((4, 4)), lab, {"a": lab, "b": lab},
+    ...                  pd.DataFrame({"a": [1.0], "b": [0.5]}))
+    >>> [ax.get_title() for ax in fig.axes[:2]]
+    ['a: mIOU 1.000', 'b: mIOU 0.500']
+    """
+    fig, axes = subplots(1, len(segmentations) + 1, size=3.2)
+    for ax, (name, lab) in zip(axes[0], segmentations.items(), strict=False):
+        outlines(ax, image, lab, extra=truth, title=f"{name}: mIOU {table[name].mean():.3f}")
+    ax = axes[0, -1]
+    for i, name in enumerate(segmentations):
+        ax.hist(table[name], bins=np.linspace(0, 1, 21), histtype="step", lw=1.5,
+                color=f"C{i}", label=name)
+    ax.set(xlabel="per-cell IoU vs truth", ylabel="cells", xlim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    plt.close(fig)
+    return fig
+
+
+def show(fig) -> None:
+    """Display a figure as a static PNG, whatever the matplotlib backend (e.g. in a widget's
+    output, or a figure closed so that the inline backend does not show it twice)."""
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"))
 
 
 def composite(nuc: np.ndarray, synthetic: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import io as _io
+import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +42,7 @@ from ..metrics import per_cell_iou
 from ..prep.baseline import nearest_marker_partition
 from ..prep.mask import graph_cut, pixel_classifier_mask
 from ..prep.scribbles import synthetic_scribbles
+from ..progress import training_label
 from . import figures
 
 _PAPER = get_preset("paper")
@@ -50,8 +51,9 @@ RANGES: dict[str, tuple[float, float, float]] = {
     "lam": (0.25, 10.0, 0.01), "beta": (0.0, 50.0, 0.5), "position_sigma": (2.0, 40.0, 0.5),
     "size": (128, 512, 32), "field_seed": (0, 999, 1), "seed": (0, 999, 1),
     "max_seconds": (2.0, 600.0, 1.0)}
-#: Default training wall-time budget per profile (s): seconds for smoke, ≤ 30 s for quick.
-DEFAULT_SECONDS: dict[str, float] = {"smoke": 15.0, "quick": 20.0, "full": 300.0}
+#: Default training wall-time budget per profile (s), ≤ 30 s for quick. ``None``: no budget
+#: can bind, the profile's few steps end training first (smoke: 4 steps, about a second).
+DEFAULT_SECONDS: dict[str, float | None] = {"smoke": None, "quick": 20.0, "full": 300.0}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class ExploreParams:
         Seeds training.
     max_seconds : float, optional
         Training wall-time budget; default :data:`DEFAULT_SECONDS` of the profile.
+
+    Examples
+    --------
+    >>> print(ExploreParams(profile="quick"))  # doctest: +NORMALIZE_WHITESPACE
+    λ 3.32, β 15, σ 15 px; FL+Nuc with the mask; 192² px area (seed 0); quick profile,
+    training seed 0, budget 20 s
     """
 
     lam: float = _PAPER.lam
@@ -89,9 +97,18 @@ class ExploreParams:
     max_seconds: float | None = None
 
     @property
-    def budget(self) -> float:
-        """Training wall-time budget in seconds."""
+    def budget(self) -> float | None:
+        """Training wall-time budget in seconds (``None``: the profile's steps only)."""
         return DEFAULT_SECONDS[self.profile] if self.max_seconds is None else self.max_seconds
+
+    def __str__(self) -> str:
+        budget = "no budget (the profile's steps)" if self.budget is None else \
+            f"budget {self.budget:g} s"
+        return (f"λ {self.lam:g}, β {self.beta:g}, σ {self.position_sigma:g} px; "
+                f"{'+'.join(chan.NAMES.get(c, c) for c in chan.parse(self.channels))} "
+                f"{'with' if self.use_mask else 'without'} the mask; {self.size}² px area "
+                f"(seed {self.field_seed}); {self.profile} profile, training seed "
+                f"{self.seed}, {budget}")
 
 
 @dataclass
@@ -243,44 +260,14 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     table = pd.DataFrame({"unsupervised": net["iou"], "position only": pos["iou"],
                           "gt_area": net["gt_area"]})
     summary = summarize_ious(table)
-    fig = explore_figure(field, labels, position_only, table, p)
+    title = (f"{chan.combo_name(p.channels)}, λ={p.lam:g}, β={p.beta:g}"
+             f"{'' if p.use_mask else ' (no mask)'}, σ={p.position_sigma:g}; area {p.size}² "
+             f"seed {p.field_seed}, {p.profile}; "
+             f"{training_label(result.history['patches_seen'].iloc[-1], preset)}")
+    fig = figures.partitions(field[p.channels[0]], field.labels, {
+        "unsupervised": labels, "position only": position_only}, table, title)
     return ExploreResult(labels, table, fig, summary, position_only, result.history, p,
                          field, result.seconds, result.stopped)
-
-
-def explore_figure(field: Field, labels: np.ndarray, position_only: np.ndarray,
-                   table: pd.DataFrame, params: ExploreParams):
-    """Outlines (cyan) over the truth (yellow) for both partitions and the IoU histograms."""
-    import matplotlib.pyplot as plt
-
-    image = field[params.channels[0]]
-    fig, axes = figures.subplots(1, 3, size=3.2)
-    for ax, lab, name in ((axes[0, 0], labels, "unsupervised"),
-                          (axes[0, 1], position_only, "position only")):
-        figures.outlines(ax, image, lab, extra=field.labels,
-                         title=f"{name}: mIOU {table[name].mean():.3f}")
-    ax = axes[0, 2]
-    bins = np.linspace(0, 1, 21)
-    for i, name in enumerate(("unsupervised", "position only")):
-        ax.hist(table[name], bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=name)
-    ax.set_xlabel("per-cell IoU vs truth")
-    ax.set_ylabel("cells")
-    ax.set_xlim(0, 1)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{chan.combo_name(params.channels)}, λ={params.lam:g}, β={params.beta:g}"
-                 f"{'' if params.use_mask else ' (no mask)'}, σ={params.position_sigma:g}; "
-                 f"area {params.size}² seed {params.field_seed}, {params.profile}", fontsize=8)
-    plt.close(fig)  # shown explicitly (show_figure), never twice
-    return fig
-
-
-def show_figure(fig) -> None:
-    """Display a figure as a static PNG, whatever the matplotlib backend (Agg under papermill)."""
-    from IPython.display import Image, display
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    display(Image(data=buf.getvalue(), format="png"))
 
 
 class Explorer:
@@ -288,8 +275,10 @@ class Explorer:
 
     ``controls`` maps every setting of :class:`ExploreParams` (channels as ``fl``,
     ``bf``, ``nuc`` checkboxes) to its widget, with the ranges of :data:`RANGES`;
-    ``button`` retrains, ``progress`` counts training steps, ``output`` shows the figure and
-    tables of the last run (``result``). Builds without a browser or kernel.
+    ``button`` retrains, ``progress`` and ``count`` follow the training steps, ``output``
+    shows the figure and tables of the last run (``result``); an error clears them. The
+    budget slider is disabled where it cannot bind (:data:`DEFAULT_SECONDS` is ``None``).
+    Builds without a browser or kernel.
     """
 
     def __init__(self, params: ExploreParams | Mapping[str, Any] | None = None) -> None:
@@ -297,26 +286,30 @@ class Explorer:
 
         p = check_params(params)
         style = {"description_width": "120px"}
-
         labels = {"lam": "λ (overlap)", "beta": "β (outside mask)", "position_sigma":
                   "σ position disk", "size": "area side (px)", "field_seed": "area seed",
                   "seed": "training seed", "max_seconds": "budget (s)"}
         kinds = {"size": w.IntSlider, "field_seed": w.BoundedIntText, "seed": w.BoundedIntText}
-        values = {**dataclasses.asdict(p), "max_seconds": p.budget}
+        values = {**dataclasses.asdict(p), "max_seconds": p.budget or RANGES["max_seconds"][0]}
         self.controls: dict[str, Any] = {
             name: kinds.get(name, w.FloatSlider)(
                 value=values[name], min=lo, max=hi, step=step, description=labels[name],
                 style=style, continuous_update=False)
             for name, (lo, hi, step) in RANGES.items()}
+        compact = w.Layout(width="auto", flex="0 0 auto")
         self.controls.update(
-            {c: w.Checkbox(value=c in p.channels, description=c, indent=False) for c in CHANNELS},
-            use_mask=w.Checkbox(value=p.use_mask, description="train with mask", indent=False),
+            {c: w.Checkbox(value=c in p.channels, description=c, indent=False, layout=compact)
+             for c in CHANNELS},
+            use_mask=w.Checkbox(value=p.use_mask, description="train with mask", indent=False,
+                                layout=compact),
             profile=w.Dropdown(options=sorted(PROFILES), value=p.profile, description="profile",
                                style=style))
-        self.controls["profile"].observe(self._profile_changed, names="value")
+        self.controls["profile"].observe(lambda ch: self._budget_for(ch["new"]), names="value")
+        self._budget_for(p.profile, p.max_seconds)
         self.button = w.Button(description="train", button_style="primary", icon="play")
         self.button.on_click(lambda _: self.run())
         self.progress = w.IntProgress(value=0, min=0, max=1, description="steps")
+        self.count = w.Label(value="")
         self.status = w.HTML(value="Set the controls and press <b>train</b>.")
         self.output = w.Output()
         self.result: ExploreResult | None = None
@@ -324,53 +317,76 @@ class Explorer:
         self.widget = w.VBox([
             w.HBox([w.VBox([c["lam"], c["beta"], c["position_sigma"]]),
                     w.VBox([c["size"], c["field_seed"], c["seed"]])]),
-            w.HBox([w.Label("channels:"), c["fl"], c["bf"], c["nuc"], c["use_mask"]]),
+            w.HBox([w.Label("channels:", layout=compact), c["fl"], c["bf"], c["nuc"],
+                    c["use_mask"]], layout=w.Layout(grid_gap="12px", align_items="center")),
             w.HBox([c["profile"], c["max_seconds"]]),
-            w.HBox([self.button, self.progress]), self.status, self.output])
+            w.HBox([self.button, self.progress, self.count]), self.status, self.output])
 
-    def _profile_changed(self, change: dict) -> None:
-        self.controls["max_seconds"].value = DEFAULT_SECONDS[change["new"]]
+    def _budget_for(self, profile: str, seconds: float | None = None) -> None:
+        """The budget slider follows the profile; disabled where no budget can bind."""
+        slider, default = self.controls["max_seconds"], DEFAULT_SECONDS[profile]
+        slider.disabled = default is None
+        slider.tooltip = (f"{profile}: its {step_profile(profile).max_epochs} training steps "
+                          f"end long before any budget" if default is None else
+                          "training stops after this many seconds")
+        if default is not None:
+            slider.value = seconds or default
 
     def params(self) -> ExploreParams:
         """The controls' current settings, checked (``ValueError`` if invalid)."""
         c = self.controls
+        budget = None if c["max_seconds"].disabled else c["max_seconds"].value
         return check_params(ExploreParams(
-            **{k: c[k].value for k in RANGES}, channels=tuple(n for n in CHANNELS if c[n].value),
-            use_mask=c["use_mask"].value, profile=c["profile"].value))
+            **{k: c[k].value for k in RANGES if k != "max_seconds"}, max_seconds=budget,
+            channels=tuple(n for n in CHANNELS if c[n].value), use_mask=c["use_mask"].value,
+            profile=c["profile"].value))
 
     def run(self) -> ExploreResult | None:
-        """Retrain with the current settings and show the result (errors in ``status``)."""
+        """Retrain with the current settings and show the result; an error is shown in
+        ``status`` and clears the last run's bar, count and figure."""
         from IPython.display import display
 
         try:
             p = self.params()
         except ValueError as err:
-            self.status.value = f"<span style='color:#c00'>{err}</span>"
-            return None
-        self.progress.max, self.progress.value = step_profile(p.profile).max_epochs, 0
-        self.status.value = f"training ({'+'.join(p.channels)}, ≤ {p.budget:.0f} s) ..."
+            return self._failed(str(err))
+        total = step_profile(p.profile).max_epochs
+        self.progress.max, self.progress.value = total, 0
+        self.count.value = f"0/{total} steps"
+        self.output.clear_output()
+        budget = "" if p.budget is None else f", ≤ {p.budget:.0f} s"
+        self.status.value = f"training ({'+'.join(p.channels)}{budget}) ..."
         self.button.disabled = True
 
         def tick(row: dict) -> None:
             self.progress.value = int(row["epoch"]) + 1
-            self.status.value = f"step {int(row['epoch']) + 1}: loss {row['loss']:.4g}"
+            self.count.value = (f"{self.progress.value}/{total} steps, "
+                                f"{int(row['patches_seen']):,} patches")
+            self.status.value = f"step {self.progress.value}: loss {row['loss']:.4g}"
 
         try:
             res = explore(p, progress=False, on_epoch=tick)
         except Exception as err:  # a widget callback would swallow it: show it
-            self.status.value = f"<span style='color:#c00'>{type(err).__name__}: {err}</span>"
-            return None
+            return self._failed(f"{type(err).__name__}: {err}")
         finally:
             self.button.disabled = False
         self.result = res
-        self.progress.value = self.progress.max
-        self.status.value = (f"done in {res.seconds:.1f} s (stopped: {res.stopped}); "
+        seen = int(res.history["patches_seen"].iloc[-1])
+        self.status.value = (f"done: {len(res.history)} steps in {res.seconds:.1f} s (stopped: "
+                             f"{res.stopped}), {training_label(seen, _PAPER)}; "
                              f"{len(res.table)} cells")
-        self.output.clear_output(wait=True)
         with self.output:
-            show_figure(res.figure)
+            figures.show(res.figure)
             display(res.summary)
         return res
+
+    def _failed(self, message: str) -> None:
+        """Show ``message`` in red and clear what the last run left (bar, count, figure)."""
+        self.result = None
+        self.progress.value = 0
+        self.count.value = ""
+        self.output.clear_output()
+        self.status.value = f"<span style='color:#c00'>{html.escape(message)}</span>"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
