@@ -14,7 +14,7 @@ Examples
 >>> sum(progress_bar(range(3), "items", progress=False))
 3
 >>> training_label(1454, "paper")
-'1,454 patches seen: under-trained (< 100,000)'
+'under-trained: 1,454 patches seen (< 100,000)'
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def training_label(patches_seen: int, preset: str | Preset) -> str:
     """
     text = f"{int(patches_seen):,} patches seen"
     if under_trained(patches_seen, preset):
-        text += f": under-trained (< {get_preset(preset).converged_patches:,})"
+        text = f"under-trained: {text} (< {get_preset(preset).converged_patches:,})"
     return text
 
 
@@ -113,7 +113,7 @@ class TrainingBar:
     >>> bar.close("max_epochs")
     >>> print(out.getvalue().splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
     training: 2/4 steps, 3 s (stopped: max_epochs), loss 0.5;
-    50 patches seen: under-trained (< 100,000)
+    under-trained: 50 patches seen (< 100,000)
     """
 
     def __init__(self, total_steps: int, preset: str | Preset, progress: bool | None = None,

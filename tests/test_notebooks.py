@@ -2,11 +2,14 @@
 
 One test per notebook, discovered from ``notebooks/``, so a new notebook cannot be
 forgotten; each must also be committed without outputs and with a ``parameters`` cell.
+The kernels run with the real inline matplotlib backend (as in JupyterLab), and every cell
+that draws must come back with its figure as an ``image/png`` output.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -30,6 +33,18 @@ EXPECTED_TABLES = {
 }
 
 
+#: A code cell draws when it makes a figure with the house style or displays an image.
+DRAWS = re.compile(r"figures\.(subplots|training_traces|combination_traces|patch_gallery|"
+                   r"ours_vs_paper|show)\(|\bImage\(")
+
+
+def cells_without_figure(executed: dict) -> list[str]:
+    """First lines of the code cells that draw (:data:`DRAWS`) but have no PNG output."""
+    return ["".join(c["source"]).splitlines()[0] for c in executed["cells"]
+            if c["cell_type"] == "code" and DRAWS.search("".join(c["source"]))
+            and not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def shared_model_cache(tmp_path_factory):
     """One model cache for the session's notebooks, as in a real run: notebook 05 reuses
@@ -50,7 +65,11 @@ def test_committed_clean_with_parameters_cell(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
     assert "parameters" in code[0]["metadata"].get("tags", [])
-    assert "profile" in "".join(code[0]["source"])
+    params = "".join(code[0]["source"])
+    # a person opening the notebook gets the quick profile (smoke is CI's, passed explicitly),
+    # and an interactive run writes no figure unless told where (never into notebooks/)
+    assert re.search(r'^profile = "quick"', params, re.M)
+    assert re.search(r"^figures_dir = None", params, re.M)
 
 
 @pytest.mark.slow
@@ -66,6 +85,7 @@ def test_runs_in_smoke_profile(path, tmp_path):
     banner = [s for s in streams if "oneDNN" in "".join(s["text"])
               or "absl::InitializeLog" in "".join(s["text"])]
     assert not banner, "TensorFlow banners leaked into the notebook"
+    assert not cells_without_figure(executed), "cells that draw but show no figure"
     assert sorted(figs.glob("*.png")), "the notebook saved no figure"
     assert all((figs / (p.stem + ".pdf")).exists() for p in figs.glob("*.png"))
     for name, columns in EXPECTED_TABLES.get(path.stem, {}).items():

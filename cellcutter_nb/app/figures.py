@@ -209,11 +209,12 @@ def patch_gallery(patches: np.ndarray, probs: np.ndarray, targets: np.ndarray | 
     return fig
 
 
-def combination_traces(traces, references: dict[str, float] | None = None):
+def combination_traces(traces, references: dict[str, float] | None = None, title: str = ""):
     """Fig. 2: loss and mIOU against patches seen, one line per input combination.
 
     ``traces`` is :func:`cellcutter_nb.experiments.paper.training_traces` (columns
-    ``combination``, ``patches_seen``, ``loss``, ``miou``). Returns the figure.
+    ``combination``, ``patches_seen``, ``loss``, ``miou``); ``title`` goes above both
+    panels. Returns the figure.
     """
     fig, axes = subplots(1, 2, size=3.6)
     for i, (name, h) in enumerate(traces.groupby("combination", sort=False)):
@@ -228,6 +229,8 @@ def combination_traces(traces, references: dict[str, float] | None = None):
     axes[0, 1].legend(fontsize=7)
     for ax in axes[0]:
         patches_axis(ax)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return fig
 
 

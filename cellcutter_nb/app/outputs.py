@@ -66,8 +66,8 @@ class SegmentOutputs:
         >>> res = SegmentOutputs(Path("l.tif"), Path("o.png"), Path("c.csv"), n_markers=313,
         ...                      n_cells=313, n_one_piece=41, patches_seen=1454)
         >>> print(res.summary("paper"))  # doctest: +NORMALIZE_WHITESPACE
-        313 labels for 313 markers, 41 of them one connected piece; 1,454 patches seen:
-        under-trained (< 100,000): train longer (--max-seconds, a GPU) before trusting them
+        313 labels for 313 markers, 41 of them one connected piece; under-trained:
+        1,454 patches seen (< 100,000); train longer (--max-seconds, a GPU) before trusting them
         """
         text = (f"{self.n_cells} labels for {self.n_markers} markers, {self.n_one_piece} of "
                 f"them one connected piece; ")
@@ -75,7 +75,7 @@ class SegmentOutputs:
             return text + "model trained before (--model)"
         text += training_label(self.patches_seen, preset)
         if under_trained(self.patches_seen, preset):
-            text += ": train longer (--max-seconds, a GPU) before trusting them"
+            text += "; train longer (--max-seconds, a GPU) before trusting them"
         return text
 
 

@@ -32,10 +32,11 @@ from ..channels import CHANNELS, check
 from ..config import PROFILES, Preset, Profile, get_preset, get_profile
 from ..data import examples
 from ..data.checks import PIXEL_SIZE_RANGE
+from ..progress import training_label
 from .reproduce import ROOT
 
-__all__ = ["Setup", "check_parameters", "own_images_budget", "own_images_paths", "save_table",
-           "segmented_folds", "setup", "tutorial_budget"]
+__all__ = ["Setup", "check_parameters", "own_images_budget", "own_images_paths", "result_label",
+           "save_table", "segmented_folds", "setup", "tutorial_budget", "tutorial_note"]
 
 
 class Setup(NamedTuple):
@@ -301,3 +302,38 @@ def segmented_folds(profile: Profile) -> bool | list[int]:
     ([0], True)
     """
     return [0] if profile.name == "smoke" else True
+
+
+def result_label(profile: Profile, preset: Preset, patches_seen: int) -> str:
+    """How much a shown result trained, for figure titles and notebook text: the profile
+    (smoke: a pipeline check, not a result), patches seen, and *under-trained* below the
+    preset's converged volume (:func:`~cellcutter_nb.progress.training_label`).
+
+    Examples
+    --------
+    >>> result_label(get_profile("smoke"), get_preset("paper"), 63)
+    'smoke profile (a pipeline check), under-trained: 63 patches seen (< 100,000)'
+    """
+    kind = " (a pipeline check)" if profile.name == "smoke" else ""
+    return f"{profile.name} profile{kind}, {training_label(patches_seen, preset)}"
+
+
+def tutorial_note(label: str, unsupervised: float, supervised: float) -> str:
+    """Notebook 03's reading of its table: how much the model trained (``label``,
+    :func:`result_label`) and whether the supervised model is an upper bound at all.
+
+    Examples
+    --------
+    >>> print(tutorial_note("smoke profile", 0.172, 0.162))  # doctest: +NORMALIZE_WHITESPACE
+    unsupervised model: smoke profile
+    supervised model: mIOU 0.162 < 0.172 of the unsupervised one: trained too briefly to
+    be an upper bound
+    """
+    lines = [f"unsupervised model: {label}"]
+    if supervised < unsupervised:
+        lines.append(f"supervised model: mIOU {supervised:.3f} < {unsupervised:.3f} of the "
+                     f"unsupervised one: trained too briefly to be an upper bound")
+    else:
+        lines.append(f"supervised model: mIOU {supervised:.3f}, the upper bound (same network "
+                     f"and patches, trained against the truth)")
+    return "\n".join(lines)
