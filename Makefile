@@ -2,14 +2,17 @@
 #   make reproduce   (rerun every notebook; PROFILE=smoke|quick|full, default quick)
 #   make test        (the test suite CI runs)
 #   make test-fast   (the inner loop: pytest -m "not slow", under a minute)
+#   make lab         (JupyterLab on notebooks/; NO_BROWSER=1 to only print its address)
 PYTHON ?= python3
 VENV   ?= .venv
 PROFILE ?= quick
 ONLY ?=
+NO_BROWSER ?=
+LAB_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test test-fast lint venv clean-results
+.PHONY: reproduce test test-fast lint lab venv clean-results
 
 venv: $(STAMP)
 
@@ -21,6 +24,11 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/python -m cellcutter_nb reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY),)
+
+# JupyterLab runs as root only when told so (containers, CI machines)
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) \
+		$(if $(NO_BROWSER),--no-browser,) $(LAB_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -326,6 +326,7 @@ class Explorer:
         """The budget slider follows the profile; disabled where no budget can bind."""
         slider, default = self.controls["max_seconds"], DEFAULT_SECONDS[profile]
         slider.disabled = default is None
+        slider.readout = not slider.disabled  # no number that means nothing
         slider.tooltip = (f"{profile}: its {step_profile(profile).max_epochs} training steps "
                           f"end long before any budget" if default is None else
                           "training stops after this many seconds")
