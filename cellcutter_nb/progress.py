@@ -32,9 +32,17 @@ def quiet() -> bool:
     return os.environ.get("CELLCUTTER_NB_QUIET", "") in ("1", "true")
 
 
+def stream() -> IO[str]:
+    """Where bars write: stdout in a Jupyter kernel (stderr would be shown as a warning),
+    else stderr (a shell's stdout stays for results)."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+
+
 def progress_bar(items: Iterable | None = None, desc: str = "", progress: bool | None = None,
                  total: int | None = None) -> Any:
-    """A tqdm bar over ``items`` (or of ``total`` steps, advanced with ``update``).
+    """A text tqdm bar over ``items`` (or of ``total`` steps, advanced with ``update``),
+    left as one line when done (a widget bar would keep its first frame in a saved
+    notebook, see :class:`TrainingBar`).
 
     Parameters
     ----------
@@ -47,11 +55,11 @@ def progress_bar(items: Iterable | None = None, desc: str = "", progress: bool |
     total : int, optional
         Length of the bar when ``items`` is not given (or has no ``len``).
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
 
     if progress is None:
         progress = not quiet()
-    return tqdm(items, total=total, desc=desc, disable=not progress, leave=False)
+    return tqdm(items, total=total, desc=desc, disable=not progress, file=stream())
 
 
 def under_trained(patches_seen: int, preset: str | Preset) -> bool:
@@ -100,7 +108,7 @@ class TrainingBar:
     desc : str
         Label of the bar and the summary.
     file : file, optional
-        Where to write; default stdout in a Jupyter kernel, else stderr.
+        Where to write; default :func:`stream`.
 
     Examples
     --------
@@ -121,7 +129,7 @@ class TrainingBar:
         from tqdm.std import tqdm  # text, not a widget (see above)
 
         self.preset, self.desc, self.total = get_preset(preset), desc, int(total_steps)
-        self.file = file or (sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+        self.file = file or stream()
         self.show = not quiet() if progress is None else bool(progress)
         self.steps, self.patches = 0, 0
         self.last: dict = {}

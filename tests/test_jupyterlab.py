@@ -1,5 +1,5 @@
-"""JupyterLab in a real browser: a person opens notebook 10, runs it, and sees its figure and
-the explorer.
+"""JupyterLab: ``make lab`` opens the notebooks, and in a real browser a person opens
+notebook 10, runs it, and sees its figure and the explorer.
 
 JupyterLab (the ``notebook`` extra) starts on a free local port with a token, on a copy of
 ``notebooks/10_explore.ipynb`` set to the smoke profile; playwright drives Debian's
@@ -41,8 +41,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 #: Seconds for the server to answer, and for the notebook (imports, one smoke training).
 START_S, RUN_S = 90, 300
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +154,23 @@ KERNEL_IDLE_JS = """() => {
 }"""
 
 
+def _make_lab(*variables: str) -> str:
+    """The command ``make lab`` would run (``make -n``: nothing is run or installed)."""
+    out = subprocess.run(["make", "-n", "lab", *variables], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    return " ".join(out.replace("\\\n", " ").split("jupyter lab", 1)[1].split())
+
+
+def test_make_lab_opens_the_notebooks_folder():
+    command = _make_lab()
+    assert command.startswith("--ServerApp.root_dir=notebooks")
+    assert ("--allow-root" in command) == (os.geteuid() == 0)  # JupyterLab refuses root without
+    assert "--no-browser" not in command
+    assert "--no-browser" in _make_lab("NO_BROWSER=1")
+    assert "--port=9999" in _make_lab("LAB_ARGS=--port=9999")
+
+
+@pytest.mark.slow
 def test_notebook_10_runs_in_jupyterlab_with_figure_and_explorer(chromium, lab):
     from playwright.sync_api import sync_playwright
 
