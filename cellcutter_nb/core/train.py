@@ -90,7 +90,7 @@ class TrainOptions:
         resume from them when present with the same settings.
     progress : bool, optional
         Progress by step ending in a summary line (:class:`~cellcutter_nb.progress.TrainingBar`);
-        default on, only the summary when ``CELLCUTTER_NB_QUIET=1`` (the runner).
+        default on, off when ``CELLCUTTER_NB_QUIET=1`` (the runner).
     jit_compile : bool, optional
         Compile the train step with XLA/jit; default
         :func:`~cellcutter_nb.core.step.default_jit`. Runs of at most
