@@ -33,9 +33,17 @@ def quiet() -> bool:
 
 
 def stream() -> IO[str]:
-    """Where bars write: stdout in a Jupyter kernel (stderr would be shown as a warning),
-    else stderr (a shell's stdout stays for results)."""
-    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+    """Where bars write: stdout in a running Jupyter kernel (stderr would be shown as a
+    warning), else stderr (a shell's stdout stays for results).
+
+    Examples
+    --------
+    >>> stream() is sys.stderr  # no kernel runs this doctest
+    True
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return sys.stdout if getattr(shell, "kernel", None) is not None else sys.stderr
 
 
 def progress_bar(items: Iterable | None = None, desc: str = "", progress: bool | None = None,

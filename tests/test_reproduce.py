@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pytest
 
@@ -37,12 +39,30 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
     assert kept.exists()
 
 
+def test_kernels_get_the_inline_backend_over_ipc_and_the_environment_is_restored(
+        tmp_path, monkeypatch):
+    import papermill
+
+    seen = {}
+
+    def fake_execute(path, out, **kwargs):
+        seen.update(backend=os.environ.get("MPLBACKEND"), config=kwargs["config"])
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # a headless shell's setting must not win
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    reproduce.run_notebook(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {})
+    assert seen["backend"] == reproduce.INLINE_BACKEND
+    assert seen["config"].KernelManager.transport == "ipc"
+    assert os.environ["MPLBACKEND"] == "Agg"
+
+
 @pytest.mark.slow
-def test_report_and_manifest_written(tmp_path):
+def test_report_and_manifest_written(tmp_path, capfd):
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "01_ok.ipynb", "y = 2")
     _nb(tmp_path / "notebooks" / "02_ok.ipynb", "y = 3")
     report = reproduce.reproduce("smoke", root=tmp_path)
+    assert "without encryption" not in capfd.readouterr().err  # the kernels' TCP warning
     text = report.read_text()
     assert "01_ok" in text and "02_ok" in text and "seed: 0" in text and "keras" in text
     reproduce.reproduce("smoke", only=["02"], root=tmp_path)  # earlier timings are kept
