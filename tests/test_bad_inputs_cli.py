@@ -244,7 +244,7 @@ def test_wrong_pixel_size_on_ht29_is_a_warning_naming_the_option(tmp_path, capsy
     rc, out, err = _cli(capsys, "--fl", ht29 / "ht29_cellbody.tif", "--nuc",
                         ht29 / "ht29_dna.tif", "--pixel-size", "0.2",
                         "--out", tmp_path / "l.tif")
-    assert rc == 0 and "2 cells from 2 markers" in out
+    assert rc == 0 and "2 labels for 2 markers" in out
     assert "warning: The 2 nuclei kept cover 4 %" in err
     assert "Give it with --pixel-size (µm per pixel)." in err
 
@@ -263,7 +263,7 @@ def test_one_bright_pixel_in_nuc_warns(images, capsys, fake_training):
     one[80, 80] = 60_000
     tifffile.imwrite(images / "nuc.tif", one)
     rc, out, err = _cli(capsys, *_base(images), "--out", images / "l.tif")
-    assert rc == 0 and "warning: Only 1 nucleus found" in err and "1 cells from 1" in out
+    assert rc == 0 and "warning: Only 1 nucleus found" in err and "1 labels for 1 markers" in out
 
 
 def test_checkpoint_folder_reaches_training(images, capsys, fake_training):
