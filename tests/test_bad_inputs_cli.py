@@ -340,7 +340,9 @@ def test_a_signal_during_training_stops_it_and_writes_the_outputs(
 
     def interrupted_training(*args, should_stop, **kwargs):
         for _ in range(signals):  # Ctrl-C once: stop after the step; twice: abort
-            os.kill(os.getpid(), signal.SIGINT)
+            # to this thread: os.kill may hand it to one of TensorFlow's threads, and then
+            # the flag can be read before that thread has set it (seen on a loaded machine)
+            signal.raise_signal(signal.SIGINT)
         assert should_stop()
         labels, net, history = real(*args, **kwargs)
         history.attrs["stopped"] = "interrupted"

@@ -223,8 +223,8 @@ def own_images_paths(fl_path: Any, nuc_path: Any, figures_dir: Any,
 
     Markers come from the nucleus image, so ``fl_path`` and ``nuc_path`` go together: one
     without the other would pair your image with the example's. With your own images the
-    figures go to ``output_dir`` (``None``: not saved), never into the repository's
-    committed ``figures/``.
+    figures go to ``figures_dir`` when it names a folder other than the repository's
+    committed ``figures/``, else to ``output_dir`` (``None``: not saved).
 
     Returns
     -------
@@ -241,6 +241,8 @@ def own_images_paths(fl_path: Any, nuc_path: Any, figures_dir: Any,
     >>> fl, nuc, figs = own_images_paths(None, None, "figures", None)
     >>> fl.name, nuc.name, figs
     ('ht29_cellbody.tif', 'ht29_dna.tif', 'figures')
+    >>> own_images_paths("cells.tif", "dapi.tif", None, "out")[2]
+    'out'
     >>> own_images_paths("cells.tif", None, "figures", "out")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -257,7 +259,7 @@ def own_images_paths(fl_path: Any, nuc_path: Any, figures_dir: Any,
         example = examples.data_dir() / "ht29"
         return example / "ht29_cellbody.tif", example / "ht29_dna.tif", figures_dir
     committed = (ROOT / "figures").resolve()
-    if figures_dir is not None and Path(figures_dir).resolve() == committed:
+    if figures_dir is None or Path(figures_dir).resolve() == committed:
         figures_dir = output_dir
     return Path(fl_path), Path(nuc_path), figures_dir
 
