@@ -1,10 +1,10 @@
-"""The paper's constants, the two method presets and the three run profiles.
+"""The paper's constants, the method presets (:mod:`cellcutter_nb.presets`), the profiles.
 
 Every number that comes from Din & Yu (2021) or from the authors' released code
 lives here, so notebooks and modules never carry scattered literals.
 
-* :class:`Preset` — *how* the method is run: ``paper`` (what the text says) or
-  ``original_code`` (what github.com/jiyuuchc/cellcutter does; see DESIGN.md).
+* :class:`Preset` — *how* the method is run: ``paper`` (what the text says),
+  ``original_code`` (what github.com/jiyuuchc/cellcutter does; see DESIGN.md) or ``fast``.
 * :class:`Profile` — *how much* is run: ``smoke`` (CI, seconds), ``quick``
   (2 CPU cores, minutes) or ``full`` (paper scale, GPU).
 
@@ -27,19 +27,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .presets import (  # the presets live beside; config is the one place to get them
+    AREA_SIZE,
+    PATCH_SIZE,
+    POSITION_SIGMA_PX,
+    PRESETS,
+    LossWeights,
+    Preset,
+    get_preset,
+)
+
+__all__ = ["AREA_SIZE", "NUCLEUS_LEARNING_RATE", "NUCLEUS_STOP_LOSS", "PAIRING_DISTANCE_UM",
+           "PAPER_FIELD_SIZE", "PATCH_SIZE", "PIXEL_SIZE_UM", "POSITION_SIGMA_PX", "PRESETS",
+           "PROFILES", "LossWeights", "Preset", "Profile", "config_hash", "get_preset",
+           "get_profile"]
+
 #: Pixel size of the paper's images: 1.4 mm imaged as 1750 px (µm per pixel).
 PIXEL_SIZE_UM: float = 0.8
-#: Side of the square patch cut around every marker (px).
-PATCH_SIZE: int = 64
-#: Side of the square area whose patches form one training batch (px).
-AREA_SIZE: int = 640
-#: Standard deviation of the Gaussian disk of the position channel (px).
-POSITION_SIGMA_PX: float = 15.0
 #: Maximum distance for pairing a found marker with a true nucleus (µm).
 PAIRING_DISTANCE_UM: float = 15.0
 #: Side of the paper's stitched fields (px).
@@ -48,106 +56,6 @@ PAPER_FIELD_SIZE: int = 1750
 NUCLEUS_STOP_LOSS: float = 0.15
 #: Adam learning rate of the synthetic-nucleus UNet (the paper's Methods).
 NUCLEUS_LEARNING_RATE: float = 0.005
-#: Patches an unsupervised network must see before its result is more than early training
-#: (:attr:`Preset.converged_patches`; below it results are labelled *under-trained*).
-#: Measured with the ``paper`` preset on the 1750² benchmark (benchmarks/RESULTS.md, one
-#: H100): it passes the position-only partition only after ~100 k patches and reaches
-#: ~0.80 mIOU at ~400 k. The one number to change when a faster recipe lands.
-CONVERGED_PATCHES: int = 100_000
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """The weights of Eq. 1's terms, in the form the loss uses them.
-
-    Made by :meth:`Preset.loss_weights`; :func:`cellcutter_nb.core.loss.cutter_loss` reads
-    nothing else, so a new term of the loss is one more field here (default 0: off) and
-    one more line in the preset method.
-
-    Parameters
-    ----------
-    lam_natural : float
-        λ of the overlap term for the natural logarithm (:attr:`Preset.lam_natural`).
-    beta : float
-        β of the penalty on segmented pixels outside the mask M (0: no mask term).
-    """
-
-    lam_natural: float
-    beta: float
-
-
-@dataclass(frozen=True)
-class Preset:
-    """How the method is run: the paper's text or the authors' released code.
-
-    Parameters
-    ----------
-    name : str
-        ``"paper"`` or ``"original_code"``.
-    lam : float
-        λ, weight of the overlap term of Eq. 1.
-    log_base : float
-        Base of the logarithm in the overlap term (10 for the paper's λ = 3.32,
-        *e* for the released code's λ = 1). λ_e = λ_10 / ln 10.
-    beta : float
-        β, weight of the penalty on segmented pixels outside the mask M.
-    learning_rate : float
-        Adam learning rate.
-    augment : str
-        ``"dihedral"`` (all 8 flips/transposes, as the text says) or ``"flips"``
-        (the released code never draws the transpose).
-    blob_method : str
-        Blob detector for synthetic nucleus images: ``"dog"`` or ``"doh"``.
-    graph_cut_pairwise : str
-        ``"constant"`` κ (Eq. 2) or the code's ``"contrast"``-sensitive weight.
-    graph_cut_neighbourhood : int
-        4 or 8 neighbours in the graph cut.
-    drop_border_patches : bool
-        Drop markers whose patch crosses the image edge (released code) instead
-        of zero-padding them.
-    patch_size, area_size, position_sigma : int, int, float
-        Patch side, batch-area side and σ of the position disk (px).
-    """
-
-    name: str
-    lam: float
-    log_base: float
-    beta: float
-    learning_rate: float
-    augment: str
-    blob_method: str
-    graph_cut_pairwise: str
-    graph_cut_neighbourhood: int
-    drop_border_patches: bool
-    patch_size: int = PATCH_SIZE
-    area_size: int = AREA_SIZE
-    position_sigma: float = POSITION_SIGMA_PX
-
-    @property
-    def lam_natural(self) -> float:
-        """λ expressed for the natural logarithm (λ_e = λ / ln base)."""
-        return self.lam / math.log(self.log_base)
-
-    @property
-    def converged_patches(self) -> int:
-        """Patches seen below which a result of this recipe is under-trained
-        (:data:`CONVERGED_PATCHES`, the same for both presets so far)."""
-        return CONVERGED_PATCHES
-
-    def loss_weights(self, with_mask: bool = True) -> LossWeights:
-        """The weights Eq. 1 is computed with: λ for the natural log, and β (0 without
-        the mask, as in Table 1's second row).
-
-        Examples
-        --------
-        >>> get_preset("paper").loss_weights(with_mask=False)
-        LossWeights(lam_natural=1.4418576799187959, beta=0.0)
-        """
-        return LossWeights(self.lam_natural, self.beta if with_mask else 0.0)
-
-    def replace(self, **changes: Any) -> Preset:
-        """Return a copy with some fields changed (validated like the original)."""
-        return _validated(dataclasses.replace(self, **changes))
 
 
 @dataclass(frozen=True)
@@ -224,33 +132,6 @@ class Profile:
         return {name: getattr(self, name) for name in fields}
 
 
-PRESETS: dict[str, Preset] = {
-    "paper": Preset(
-        name="paper",
-        lam=3.32,
-        log_base=10.0,
-        beta=15.0,
-        learning_rate=0.005,
-        augment="dihedral",
-        blob_method="dog",
-        graph_cut_pairwise="constant",
-        graph_cut_neighbourhood=4,
-        drop_border_patches=False,
-    ),
-    "original_code": Preset(
-        name="original_code",
-        lam=1.0,
-        log_base=math.e,
-        beta=20.0,  # the code applies 20·λ to the inverted mask, with λ = 1
-        learning_rate=0.001,
-        augment="flips",
-        blob_method="doh",
-        graph_cut_pairwise="contrast",
-        graph_cut_neighbourhood=8,
-        drop_border_patches=True,
-    ),
-}
-
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -297,52 +178,17 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-_CHOICES = {
-    "augment": ("dihedral", "flips"),
-    "blob_method": ("dog", "doh"),
-    "graph_cut_pairwise": ("constant", "contrast"),
-    "graph_cut_neighbourhood": (4, 8),
-}
-
-
-def _validated(obj: Any) -> Any:
-    """Check a preset or profile for values the method cannot use."""
-    for key, allowed in _CHOICES.items():
-        if hasattr(obj, key) and getattr(obj, key) not in allowed:
-            raise ValueError(f"{key}={getattr(obj, key)!r} is not one of {allowed}.")
-    if isinstance(obj, Preset):
-        if obj.lam <= 0 or obj.beta < 0 or obj.learning_rate <= 0:
-            raise ValueError("lam and learning_rate must be > 0 and beta >= 0.")
-        if obj.log_base <= 1:
-            raise ValueError(f"log_base must be > 1, got {obj.log_base}.")
-        if obj.patch_size % 2 or obj.patch_size < 8:
-            raise ValueError(f"patch_size must be an even number >= 8, got {obj.patch_size}.")
-    if isinstance(obj, Profile):
-        for key in ("field_size", "n_replicates", "max_epochs", "steps_per_epoch",
-                    "unet_width", "unet_depth", "max_patches_per_area", "pad_multiple",
-                    "nucleus_max_steps",
-                    "nucleus_crop", "nucleus_batch"):
-            if getattr(obj, key) < 1:
-                raise ValueError(f"Profile.{key} must be >= 1, got {getattr(obj, key)}.")
-        if obj.train_area is not None and obj.train_area < PATCH_SIZE:
-            raise ValueError(f"Profile.train_area must be None or >= {PATCH_SIZE} px, got "
-                             f"{obj.train_area}.")
-    return obj
-
-
-def get_preset(preset: str | Preset) -> Preset:
-    """Return a :class:`Preset` by name (a Preset passes through).
-
-    Raises
-    ------
-    ValueError
-        If the name is unknown; the message lists the valid names.
-    """
-    if isinstance(preset, Preset):
-        return preset
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-    return PRESETS[preset]
+def _validated(profile: Profile) -> Profile:
+    """Check a profile for values the method cannot use."""
+    for key in ("field_size", "n_replicates", "max_epochs", "steps_per_epoch",
+                "unet_width", "unet_depth", "max_patches_per_area", "pad_multiple",
+                "nucleus_max_steps", "nucleus_crop", "nucleus_batch"):
+        if getattr(profile, key) < 1:
+            raise ValueError(f"Profile.{key} must be >= 1, got {getattr(profile, key)}.")
+    if profile.train_area is not None and profile.train_area < PATCH_SIZE:
+        raise ValueError(f"Profile.train_area must be None or >= {PATCH_SIZE} px, got "
+                         f"{profile.train_area}.")
+    return profile
 
 
 def get_profile(profile: str | Profile) -> Profile:

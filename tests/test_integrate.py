@@ -12,8 +12,9 @@ from cellcutter_nb.data.field import Field
 
 
 def naive_integrate(probs, origins, shape, labels, threshold=0.5):
-    """Loop reference: per pixel, the label of the highest probability (ties: higher label)."""
-    best = np.zeros(shape)
+    """Loop reference: per pixel, the label of the highest probability; ties go to the
+    patch whose centre is nearer, then to the higher label."""
+    best = {}
     out = np.zeros(shape, np.uint32)
     k = probs.shape[1]
     for p, o, lab in zip(probs, origins, labels, strict=True):
@@ -22,8 +23,9 @@ def naive_integrate(probs, origins, shape, labels, threshold=0.5):
                 rr, cc = o[0] + r, o[1] + c
                 if not (0 <= rr < shape[0] and 0 <= cc < shape[1]) or p[r, c] < threshold:
                     continue
-                if p[r, c] > best[rr, cc] or (p[r, c] == best[rr, cc] and lab > out[rr, cc]):
-                    best[rr, cc], out[rr, cc] = p[r, c], lab
+                key = (p[r, c], -((r - k // 2) ** 2 + (c - k // 2) ** 2), lab)
+                if (rr, cc) not in best or key > best[rr, cc]:
+                    best[rr, cc], out[rr, cc] = key, lab
     return out
 
 

@@ -20,7 +20,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from cellcutter_nb.config import LossWeights, get_preset  # noqa: E402
-from cellcutter_nb.core.loss import canvas_indices, cutter_loss  # noqa: E402
+from cellcutter_nb.core.loss import boundary_term, canvas_indices, cutter_loss  # noqa: E402
 
 K = 8
 CANVAS = (40, 36)
@@ -66,7 +66,9 @@ CASES = [(0, 1, 0), (1, 5, 3), (2, 12, 8), (3, 20, 0), (4, 17, 3)]
 
 
 def _terms(t):
-    return np.array([float(x) for x in t])
+    """Eq. 1's total and three terms (the boundary term is 0 for these weights)."""
+    assert float(t.boundary) == 0.0
+    return np.array([float(x) for x in t[:4]])
 
 
 def test_canvas_loss_equals_naive_pairwise_loss():
@@ -177,12 +179,12 @@ JAX_SCRIPT = textwrap.dedent("""
         lg, of, va, ma = (data[f"{name}_{s}"] for s in ("logits", "offsets", "valid", "mask"))
         lam, log_base, beta = (float(v) for v in data[f"{name}_par"])
         w = LossWeights(lam / math.log(log_base), beta)
-        eager = [float(t) for t in cutter_loss(lg, of, va, ma, w)]
+        eager = [float(t) for t in cutter_loss(lg, of, va, ma, w)[:4]]
         jitted = jax.jit(lambda a, b, c, d: cutter_loss(a, b, c, d, w))(lg, of, va, ma)
         f = lambda a: cutter_loss(a, of, va, ma, w).total
         g = np.asarray(jax.jit(jax.grad(f))(lg))
         g_extreme = np.asarray(jax.grad(f)(lg * 60.0))  # saturated sigmoids
-        out[name] = dict(eager=eager, jit=[float(t) for t in jitted],
+        out[name] = dict(eager=eager, jit=[float(t) for t in jitted[:4]],
                          grad_finite=bool(np.isfinite(g).all()),
                          grad_extreme_finite=bool(np.isfinite(g_extreme).all()),
                          grad_pad_zero=bool(np.all(g[va == 0] == 0)))
@@ -238,3 +240,36 @@ def test_jax_backend_matches_naive_and_has_finite_gradients(tmp_path: Path):
         assert out[name]["grad_pad_zero"]
     assert np.isfinite(out["train_loss"])
     print(f"max |canvas - naive| (jax): {worst:.2e} abs, {rel:.2e} rel")
+
+
+def naive_boundary(y, cost):
+    """Loop reference of the boundary term: Σ 4-neighbour pairs of mean cost × |Δy|."""
+    total = 0.0
+    for p in range(y.shape[0]):
+        for r in range(y.shape[1]):
+            for c in range(y.shape[2]):
+                for dr, dc in ((1, 0), (0, 1)):
+                    rr, cc = r + dr, c + dc
+                    if rr < y.shape[1] and cc < y.shape[2]:
+                        total += 0.5 * (cost[p, r, c] + cost[p, rr, cc]) * abs(
+                            y[p, r, c] - y[p, rr, cc])
+    return total
+
+
+def test_boundary_term_equals_pixel_loop_and_joins_the_total():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (3, 6, 6)).astype(np.float32)
+    cost = rng.random((3, 6, 6)).astype(np.float32)
+    valid = np.array([1.0, 1.0, 0.0], np.float32)
+    y = (1 / (1 + np.exp(-logits))) * valid[:, None, None]
+    np.testing.assert_allclose(float(boundary_term(y, cost)), naive_boundary(y, cost),
+                               rtol=1e-5)
+    offsets = np.array([[0, 0], [2, 3], [0, 0]], np.int32)
+    mask = np.ones((10, 10), np.float32)
+    plain = cutter_loss(logits, offsets, valid, mask, LossWeights(1.0, 2.0))
+    with_term = cutter_loss(logits, offsets, valid, mask, LossWeights(1.0, 2.0, 0.5), cost)
+    expected = 0.5 * naive_boundary(y, cost) / 2  # two valid patches
+    np.testing.assert_allclose(float(with_term.boundary), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(with_term.total), float(plain.total) + expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="boundary_cost"):
+        cutter_loss(logits, offsets, valid, mask, LossWeights(1.0, 2.0, 0.5))

@@ -151,17 +151,18 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     mk = read_markers(markers, field)
     say(f"{field.shape[0]}x{field.shape[1]} px, channels {','.join(used)}, {len(mk)} markers")
     # 2. mask and training, or the loaded network; inference
+    mask = make_mask(field, scr, preset, use_mask, mk)
+    if mask is not None:
+        say(f"mask covers {mask.mean():.0%} of the image")
     if net is None:
-        mask = make_mask(field, scr, preset, use_mask, mk)
-        if mask is not None:
-            say(f"mask covers {mask.mean():.0%} of the image")
         if ckpt_note:
             say(ckpt_note)
         labels, net, stopped, seen = _train(field, used, preset, prof, mk, mask, signals, say,
                                             seed=seed, max_seconds=max_seconds,
                                             progress=progress, checkpoint_dir=checkpoint)
     else:
-        labels, stopped, seen = predict_field(net, field, used, preset, markers=mk), "loaded", None
+        labels = predict_field(net, field, used, preset, markers=mk, mask=mask)
+        stopped, seen = "loaded", None
     # 3. write under temporary names, then move all into place
     n_cells = _write(outs, np.asarray(labels, np.uint32), field, used, mk, net, preset,
                      overwrite, signals)

@@ -138,7 +138,7 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         mask = foreground_mask(field, scribbles, preset)
     result = train(field, channels, preset, profile, mask=mask, markers=markers, seed=seed,
                    progress=progress, **train_kwargs)
-    labels = predict_field(result.model, field, channels, preset, markers=markers)
+    labels = predict_field(result.model, field, channels, preset, markers=markers, mask=mask)
     history = pd.DataFrame(result.history)
     history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,
                          seconds=result.seconds, patches_per_second=result.patches_per_second)

@@ -253,7 +253,8 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     result = train(images, p.channels, preset, step_profile(p.profile),  # no truth: no scoring
                    mask=fg if p.use_mask else None, markers=markers, seed=p.seed,
                    progress=progress, max_seconds=p.budget, on_epoch=on_epoch)
-    labels = predict_field(result.model, field, p.channels, preset, markers=markers)
+    labels = predict_field(result.model, field, p.channels, preset, markers=markers,
+                           mask=fg if p.use_mask else None)
     position_only = nearest_marker_partition(markers, fg)
     net = per_cell_iou(labels, field.labels, markers=markers)
     pos = per_cell_iou(position_only, field.labels, markers=markers)

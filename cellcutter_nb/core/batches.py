@@ -69,6 +69,9 @@ class AreaBatch:
         Marker row of each patch, -1 for padding.
     canvas_origin : tuple of int
         Image coordinates of canvas pixel (0, 0).
+    boundary_cost : ndarray, shape (P, k, k), float32, optional
+        The patches' boundary costs (``PatchSet.boundary_cost``), transformed with them;
+        zero for padding.
     """
 
     patches: np.ndarray
@@ -77,6 +80,23 @@ class AreaBatch:
     mask: np.ndarray
     marker_indices: np.ndarray
     canvas_origin: tuple[int, int]
+    boundary_cost: np.ndarray | None = None
+
+    def targets(self) -> dict[str, np.ndarray]:
+        """The ``y`` of a training step: the batch geometry (and boundary costs) Eq. 1
+        needs beside the patches.
+
+        Examples
+        --------
+        >>> b = AreaBatch(np.zeros((1, 4, 4, 2)), np.ones(1), np.zeros((1, 2), int),
+        ...               np.ones((8, 8)), np.zeros(1, int), (0, 0))
+        >>> sorted(b.targets())
+        ['mask', 'offsets', 'valid']
+        """
+        y = {"offsets": self.offsets, "valid": self.valid, "mask": self.mask}
+        if self.boundary_cost is not None:
+            y["boundary_cost"] = self.boundary_cost
+        return y
 
     @property
     def n_valid(self) -> int:
@@ -177,7 +197,9 @@ def area_batches(patch_set: PatchSet, mask: np.ndarray | None, area_size: int,
             offsets=_pad(patch_set.centres[idx] - area_origin, pad, 0, np.int32),
             mask=_crop(mask, canvas_origin, side),
             marker_indices=_pad(patch_set.marker_indices[idx], pad, -1, np.int32),
-            canvas_origin=(int(canvas_origin[0]), int(canvas_origin[1]))))
+            canvas_origin=(int(canvas_origin[0]), int(canvas_origin[1])),
+            boundary_cost=None if patch_set.boundary_cost is None else
+            _pad(patch_set.boundary_cost[idx], pad, 0.0, np.float32)))
     return batches
 
 
@@ -244,9 +266,12 @@ def transform_batch(batch: AreaBatch, t: int) -> AreaBatch:
     if t & 4:
         mask = mask.T
         offsets = offsets[:, ::-1]
+    cost = batch.boundary_cost
+    if cost is not None:
+        cost = np.ascontiguousarray(dihedral(cost, t))
     return replace(batch, patches=np.ascontiguousarray(patches),
                    offsets=np.ascontiguousarray(offsets, dtype=np.int32),
-                   mask=np.ascontiguousarray(mask))
+                   mask=np.ascontiguousarray(mask), boundary_cost=cost)
 
 
 def trim_padding(batch: AreaBatch, multiple: int) -> AreaBatch:
@@ -257,8 +282,10 @@ def trim_padding(batch: AreaBatch, multiple: int) -> AreaBatch:
     padding costs as much compute as real patches.
     """
     keep = int(min(len(batch.valid), max(multiple, -(-batch.n_valid // multiple) * multiple)))
+    cost = None if batch.boundary_cost is None else batch.boundary_cost[:keep]
     return replace(batch, patches=batch.patches[:keep], valid=batch.valid[:keep],
-                   offsets=batch.offsets[:keep], marker_indices=batch.marker_indices[:keep])
+                   offsets=batch.offsets[:keep], marker_indices=batch.marker_indices[:keep],
+                   boundary_cost=cost)
 
 
 def epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
@@ -290,7 +317,11 @@ def _gather_pixels(batch: AreaBatch, ps: PatchSet) -> AreaBatch:
     patches[:n] = ps.patches[row]
     markers = np.full(total, -1, np.int32)
     markers[:n] = ps.marker_indices[row]
-    return replace(batch, patches=patches, marker_indices=markers)
+    cost = None
+    if ps.boundary_cost is not None:
+        cost = np.zeros((total, *ps.boundary_cost.shape[1:]), np.float32)
+        cost[:n] = ps.boundary_cost[row]
+    return replace(batch, patches=patches, marker_indices=markers, boundary_cost=cost)
 
 
 def fill_padding(batch: AreaBatch) -> AreaBatch:

@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from ..backend import keras
+from ..config import Preset
 from ..data.field import Field
 from ..metrics import per_cell_iou, summarize
-from .integrate import chunk_probabilities, chunk_size, integrate, sigmoid
+from .integrate import chunk_logits, chunk_size, finish_labels, integration_canvas
 from .patches import PatchSet
 
-__all__ = ["TrainResult", "evaluate", "patch_targets", "predict_patches",
+__all__ = ["TrainResult", "evaluate", "patch_set_labels", "patch_targets", "predict_logits",
            "recalibrate_batchnorm"]
 
 
@@ -76,9 +77,9 @@ def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: in
     Returns
     -------
     ndarray (N, k, k) or None
-        After a single pass over all patches, their probabilities: the training-mode
-        outputs of that pass, equal to inference with the new statistics (one forward
-        pass saved for :func:`evaluate`). ``None`` otherwise.
+        After a single pass over all patches, their logits: the training-mode outputs of
+        that pass, equal to inference with the new statistics (one forward pass saved
+        for :func:`evaluate`). ``None`` otherwise, and for a network without BatchNorm.
     """
     layers = [layer for layer in unet.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers or len(patches) == 0:
@@ -96,28 +97,39 @@ def recalibrate_batchnorm(unet: keras.Model, patches: np.ndarray, batch_size: in
     finally:
         for layer, m in zip(layers, saved, strict=True):
             layer.momentum = m
-    return sigmoid(np.asarray(out, np.float32)[..., 0]) if len(batches[0]) == n else None
+    return np.asarray(out, np.float32)[..., 0] if len(batches[0]) == n else None
 
 
-def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Sigmoid probabilities (N, k, k) in fixed-size chunks (one compiled shape)."""
+def predict_logits(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, k, k) in fixed-size chunks (one compiled shape)."""
     size = chunk_size(len(patches), batch_size)
     out = np.empty(patches.shape[:3], np.float32)
     for start in range(0, len(patches), size):
-        out[start:start + size] = chunk_probabilities(model, patches[start:start + size], size)
+        out[start:start + size] = chunk_logits(model, patches[start:start + size], size)
     return out
 
 
+def patch_set_labels(logits: np.ndarray, ps: PatchSet, markers: np.ndarray, preset: Preset,
+                     mask: np.ndarray | None = None) -> np.ndarray:
+    """The label image of a patch set's logits, integrated as the preset says
+    (:func:`~cellcutter_nb.core.integrate.finish_labels`)."""
+    canvas = integration_canvas(ps.image_shape, preset, mask)
+    canvas.add_logits(logits, ps.origins, ps.marker_indices + 1)
+    return finish_labels(canvas, preset, mask, markers)
+
+
 def evaluate(model: keras.Model, field: Field, ps: PatchSet, markers: np.ndarray,
-             probs: np.ndarray | None = None) -> dict:
+             preset: Preset, mask: np.ndarray | None = None,
+             logits: np.ndarray | None = None) -> dict:
     """Per-cell mIOU of the integrated segmentation and the patch-level binary MeanIoU
-    (``probs``: the patches' probabilities if already computed, else predicted)."""
-    if probs is None:
-        probs = predict_patches(model, ps.patches)
-    labels = integrate(probs, ps.origins, field.shape, ps.marker_indices + 1)
+    (``logits``: the patches' logits if already computed, else predicted; ``preset`` and
+    ``mask``: how the patches are integrated)."""
+    if logits is None:
+        logits = predict_logits(model, ps.patches)
+    labels = patch_set_labels(logits, ps, markers, preset, mask)
     table = per_cell_iou(labels, field.labels, markers=markers)
     target = patch_targets(field.labels, ps) > 0.5
-    pred = probs >= 0.5
+    pred = logits >= 0.0
     ious = [np.logical_and(pred == c, target == c).sum() / max(
         np.logical_or(pred == c, target == c).sum(), 1) for c in (True, False)]
     return {"miou": float(summarize(table)["miou"].iloc[0]),

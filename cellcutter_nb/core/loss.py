@@ -35,8 +35,8 @@ Examples
 >>> weights = LossWeights(lam_natural=1 / math.log(2), beta=15.0)   # λ = 1 for log base 2
 >>> terms = cutter_loss(logits, offsets, np.ones(2, np.float32), np.ones((8, 8), np.float32),
 ...                     weights)
->>> [round(float(t), 4) for t in terms]  # total, area, overlap, mask
-[-4.0, -8.0, 4.0, 0.0]
+>>> [round(float(t), 4) for t in terms]  # total, area, overlap, mask, boundary
+[-4.0, -8.0, 4.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -49,19 +49,21 @@ from ..config import LossWeights
 
 ops = keras.ops
 
-__all__ = ["LossTerms", "cutter_loss", "canvas_indices"]
+__all__ = ["LossTerms", "boundary_term", "cutter_loss", "canvas_indices"]
 
 #: Default clipping of 1 - y inside the logarithm (Keras' epsilon).
 EPSILON = 1e-7
 
 
 class LossTerms(NamedTuple):
-    """Eq. 1 and its three terms, each already divided by the number of valid patches."""
+    """Eq. 1 and its terms, each already divided by the number of valid patches
+    (``boundary``: the ``fast`` preset's term, 0 when its weight is 0)."""
 
     total: Any
     area: Any
     overlap: Any
     mask: Any
+    boundary: Any
 
 
 def canvas_indices(offsets: Any, patch_size: int, canvas_width: int) -> Any:
@@ -95,8 +97,8 @@ def canvas_indices(offsets: Any, patch_size: int, canvas_width: int) -> Any:
     return ops.expand_dims(rows, 2) * canvas_width + ops.expand_dims(cols, 1)
 
 
-def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, weights: LossWeights, *,
-                eps: float = EPSILON) -> LossTerms:
+def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, weights: LossWeights,
+                boundary_cost: Any = None, *, eps: float = EPSILON) -> LossTerms:
     """Eq. 1 (explained form) for one area batch, from logits.
 
     Parameters
@@ -111,15 +113,18 @@ def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, weights: LossW
     mask : tensor, shape (Hc, Wc)
         Foreground mask M on the canvas (1 inside, 0 outside / off the image).
     weights : LossWeights
-        λ for the natural logarithm and β (0 disables the mask term), from
-        :meth:`cellcutter_nb.config.Preset.loss_weights`.
+        λ for the natural logarithm, β (0 disables the mask term) and μ of the boundary
+        term (0: Eq. 1 alone), from :meth:`cellcutter_nb.config.Preset.loss_weights`.
+    boundary_cost : tensor, shape (P, k, k), optional
+        Cost of a boundary at each patch pixel (:func:`boundary_term`); needed when
+        ``weights.boundary > 0``.
     eps : float
         ``1 - y`` is clipped at ``eps`` inside the logarithm.
 
     Returns
     -------
     LossTerms
-        ``(total, area, overlap, mask)`` scalars, each divided by N = Σ valid
+        ``(total, area, overlap, mask, boundary)`` scalars, each divided by N = Σ valid
         (N = 1 if no patch is valid).
 
     Examples
@@ -158,4 +163,42 @@ def cutter_loss(logits: Any, offsets: Any, valid: Any, mask: Any, weights: LossW
     area = -ops.sum(y) / n
     overlap = -weights.lam_natural * ops.sum(y * others) / n
     mask_term = weights.beta * ops.sum(y * outside) / n
-    return LossTerms(area + overlap + mask_term, area, overlap, mask_term)
+    boundary = ops.zeros(())
+    if weights.boundary > 0:
+        if boundary_cost is None:
+            raise ValueError("weights.boundary > 0 needs the patches' boundary_cost.")
+        boundary = weights.boundary * boundary_term(y, boundary_cost) / n
+    return LossTerms(area + overlap + mask_term + boundary, area, overlap, mask_term,
+                     boundary)
+
+
+def boundary_term(y: Any, cost: Any) -> Any:
+    """Σ over patches and 4-neighbour pixel pairs of ``cost_pq · |y_p - y_q|``.
+
+    A contrast-sensitive pairwise term (the CRF-style regulariser of weakly supervised
+    segmentation): every change of a patch's output between two neighbouring pixels
+    costs the mean of their boundary costs (:func:`cellcutter_nb.prep.ridges.boundary_cost`:
+    about 1 inside a cell, about 0.1 on a junction). Eq. 1 is indifferent to where two
+    cells meet; this term makes them meet on the junctions. Unchanged by the flips and
+    transposes of training (both directions are summed).
+
+    Parameters
+    ----------
+    y : tensor, shape (P, k, k)
+        Probabilities (zero for padding patches).
+    cost : tensor, shape (P, k, k)
+        Boundary cost at each pixel of each patch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.zeros((1, 4, 4), np.float32); y[0, :, :2] = 1.0   # a vertical edge
+    >>> cost = np.ones((1, 4, 4), np.float32); cost[0, :, 2] = 0.1
+    >>> round(float(boundary_term(y, cost)), 4)   # 4 pairs at (1 + 0.1) / 2
+    2.2
+    """
+    y = ops.cast(ops.convert_to_tensor(y), "float32")
+    cost = ops.cast(ops.convert_to_tensor(cost), "float32")
+    down = 0.5 * (cost[:, 1:] + cost[:, :-1]) * ops.abs(y[:, 1:] - y[:, :-1])
+    right = 0.5 * (cost[:, :, 1:] + cost[:, :, :-1]) * ops.abs(y[:, :, 1:] - y[:, :, :-1])
+    return ops.sum(down) + ops.sum(right)

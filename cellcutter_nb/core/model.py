@@ -19,6 +19,17 @@ BatchNorm note: inference must run with ``training=False`` (moving statistics). 
 short training the moving averages can lag behind the weights and predictions may
 look worse than the training loss suggests; this is a property of BatchNorm, not a bug.
 
+Two options of the ``fast`` preset (departures from the paper, measured in
+``benchmarks/RESULTS.md``): ``norm="group"`` puts GroupNormalization (8 groups) where
+the paper has BatchNorm — a training batch is one area, whose patches are strongly
+correlated and whose statistics change from area to area, and with BatchNorm the
+outputs swung between areas and collapsed for thousands of patches; GroupNorm does not
+depend on the batch, so training and inference agree. ``prior=(a, t)`` adds a fixed
+*position prior* ``a · (disk - t)`` to the logits (:class:`PositionPrior`; ``disk`` is
+the position channel, the Gaussian at the marker) and starts the last convolution at
+zero, so an untrained network already claims a disk around its marker and training
+starts from a partition of the mask instead of from "everything" or "nothing".
+
 Examples
 --------
 >>> from cellcutter_nb.core.model import build_unet
@@ -29,18 +40,20 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
 
 from ..backend import keras  # quiet Keras import (TensorFlow logs); never at package import
-from ..config import Profile
+from ..config import Preset, Profile
 from .patches import PatchSet
 from .step import CutterModel  # registers the class, so checkpoints deserialise
 
 layers = keras.layers
 
-__all__ = ["build_model", "build_unet", "level_filters", "load_model", "seed_everything"]
+__all__ = ["NORMS", "PositionPrior", "build_model", "build_unet", "level_filters", "load_model",
+           "seed_everything"]
 
 #: Cap on the growth of the filter count: the deepest levels keep 8·width filters.
 MAX_WIDTH_FACTOR = 8
@@ -64,19 +77,60 @@ def _init(seed: int | None, index: int) -> keras.initializers.Initializer:
     return keras.initializers.HeNormal(seed=None if seed is None else seed * 1000 + index)
 
 
+#: Normalisation layers of a UNet level: the paper's BatchNorm or GroupNorm (``fast``).
+NORMS = ("batch", "group")
+#: Groups of GroupNormalization (fewer when a level has fewer filters).
+NORM_GROUPS = 8
+
+
 def _block(x: keras.KerasTensor, filters: int, name: str, seed: int | None,
-           index: int) -> keras.KerasTensor:
-    """Two 3×3 conv + ReLU, then BatchNorm (as in the released code)."""
+           index: int, norm: str) -> keras.KerasTensor:
+    """Two 3×3 conv + ReLU, then BatchNorm (as in the released code) or GroupNorm."""
     for i, tag in enumerate(("a", "b")):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu",
                           kernel_initializer=_init(seed, 2 * index + i),
                           name=f"{name}_conv_{tag}")(x)
+    if norm == "group":
+        return layers.GroupNormalization(math.gcd(filters, NORM_GROUPS), name=f"{name}_gn")(x)
     return layers.BatchNormalization(name=f"{name}_bn")(x)
+
+
+@keras.saving.register_keras_serializable(package="cellcutter_nb")
+class PositionPrior(layers.Layer):
+    """Adds ``strength · (disk - level)`` to the logits; ``disk`` is the last input channel.
+
+    Parameters
+    ----------
+    strength : float
+        a, logits per unit of the position disk (0 adds nothing).
+    level : float
+        t, the disk value where the prior is 0 (probability 0.5 before training).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros((1, 2, 2, 2), np.float32); x[..., -1] = [[1.0, 0.5], [0.5, 0.0]]
+    >>> out = PositionPrior(8.0, 0.5)([x, np.zeros((1, 2, 2, 1), np.float32)])
+    >>> np.asarray(out)[0, ..., 0].tolist()
+    [[4.0, 0.0], [0.0, -4.0]]
+    """
+
+    def __init__(self, strength: float, level: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.strength, self.level = float(strength), float(level)
+
+    def call(self, inputs):
+        patches, logits = inputs
+        return logits + self.strength * (patches[..., -1:] - self.level)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "strength": self.strength, "level": self.level}
 
 
 def build_unet(n_channels: int, width: int = 32, depth: int = 4,
                patch_size: int | None = 64, name: str = "unet",
-               seed: int | None = None) -> keras.Model:
+               seed: int | None = None, norm: str = "batch",
+               prior: tuple[float, float] | None = None) -> keras.Model:
     """Build the UNet of Fig. S1 (Keras 3 functional model).
 
     Parameters
@@ -95,6 +149,11 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
     seed : int, optional
         Seeds every layer's initialiser, so the same seed gives the same weights in any
         process and after any number of earlier models (None: Keras' global seed).
+    norm : {"batch", "group"}
+        Normalisation after each level's convolutions (:data:`NORMS`).
+    prior : (float, float), optional
+        ``(a, t)`` of a :class:`PositionPrior` on the logits, with the last convolution
+        starting at zero; ``None`` (the paper): no prior.
 
     Returns
     -------
@@ -115,6 +174,8 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
     if n_channels < 1 or width < 1 or depth < 0:
         raise ValueError(f"Need n_channels >= 1, width >= 1 and depth >= 0, got "
                          f"{n_channels}, {width}, {depth}.")
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r}; choose one of {NORMS}.")
     if patch_size is not None and (patch_size < 1 or patch_size % 2**depth):
         raise ValueError(f"patch_size={patch_size} must be a positive multiple of "
                          f"2**depth={2**depth}; change the patch size or the depth.")
@@ -125,14 +186,16 @@ def build_unet(n_channels: int, width: int = 32, depth: int = 4,
     for level, f in enumerate(filters):
         if level:
             x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-        x = _block(x, f, f"enc{level}", seed, level)
+        x = _block(x, f, f"enc{level}", seed, level, norm)
         skips.append(x)
     for level in range(depth - 1, -1, -1):
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _block(x, filters[level], f"dec{level}", seed, depth + 1 + level)
-    logits = layers.Conv2D(1, 1, kernel_initializer=_init(seed, 4 * depth + 4),
-                           name="logits")(x)
+        x = _block(x, filters[level], f"dec{level}", seed, depth + 1 + level, norm)
+    start = "zeros" if prior else _init(seed, 4 * depth + 4)
+    logits = layers.Conv2D(1, 1, kernel_initializer=start, name="logits")(x)
+    if prior:
+        logits = PositionPrior(*prior, name="position_prior")([inputs, logits])
     return keras.Model(inputs, logits, name=name)
 
 
@@ -147,8 +210,9 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def build_model(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
-    """A seeded UNet sized by ``profile`` for the channels and patch size of ``ps``.
+def build_model(ps: PatchSet, profile: Profile, seed: int, preset: Preset) -> keras.Model:
+    """A seeded UNet sized by ``profile`` for the channels and patch size of ``ps``, with
+    the preset's normalisation and position prior.
 
     Examples
     --------
@@ -156,11 +220,12 @@ def build_model(ps: PatchSet, profile: Profile, seed: int) -> keras.Model:
     >>> from cellcutter_nb import config
     >>> ps = PatchSet(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 2), np.int32),
     ...               np.zeros(1, np.int32), ("fl", "nuc"), (32, 32))
-    >>> build_model(ps, config.get_profile("smoke"), seed=0).input_shape
+    >>> build_model(ps, config.get_profile("smoke"), 0, config.get_preset("paper")).input_shape
     (None, 16, 16, 3)
     """
     return build_unet(ps.patches.shape[-1], width=profile.unet_width, depth=profile.unet_depth,
-                      patch_size=ps.patch_size, seed=seed)
+                      patch_size=ps.patch_size, seed=seed, norm=preset.normalisation,
+                      prior=preset.prior)
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

@@ -43,8 +43,10 @@ from .. import channels as chan
 from ..config import Preset
 from ..data.field import Field, check_markers
 from ..metrics import centre_pixels
+from ..prep.ridges import POLARITY, boundary_cost
 
 __all__ = ["PatchSet", "normalise_channels", "position_disks", "patch_inside", "cut_patches",
+           "patch_boundary_costs",
            "patch_markers", "extract_patches"]
 
 
@@ -64,6 +66,9 @@ class PatchSet:
         Image channels used (the position channel is always appended last).
     image_shape : tuple of int
         (H, W) of the field.
+    boundary_cost : ndarray, shape (N, k, k), float32, optional
+        Cost of a cell boundary at each patch pixel (:func:`patch_boundary_costs`), for
+        presets with a boundary term; None otherwise.
     """
 
     patches: np.ndarray
@@ -71,6 +76,7 @@ class PatchSet:
     marker_indices: np.ndarray
     channels: tuple[str, ...]
     image_shape: tuple[int, int]
+    boundary_cost: np.ndarray | None = None
 
     @property
     def patch_size(self) -> int:
@@ -235,7 +241,8 @@ def patch_markers(field: Field, preset: Preset, markers: np.ndarray | None = Non
 
 def extract_patches(field: Field, channels: Sequence[str], preset: Preset,
                     markers: np.ndarray | None = None,
-                    drop_border: bool | None = None) -> PatchSet:
+                    drop_border: bool | None = None,
+                    mask: np.ndarray | None = None) -> PatchSet:
     """Patches of the chosen channels (+ position disk) around every marker.
 
     Parameters
@@ -248,11 +255,15 @@ def extract_patches(field: Field, channels: Sequence[str], preset: Preset,
         Supplies ``patch_size``, ``position_sigma`` and ``drop_border_patches``.
     markers, drop_border
         Which markers get a patch (:func:`patch_markers`).
+    mask : ndarray (H, W) of bool, optional
+        The foreground mask: the boundary costs of a preset with a boundary term
+        (:func:`patch_boundary_costs`) are scaled on it.
 
     Returns
     -------
     PatchSet
-        ``marker_indices`` says which markers were kept.
+        ``marker_indices`` says which markers were kept; ``boundary_cost`` is set when
+        the preset has a boundary term.
 
     Raises
     ------
@@ -272,4 +283,40 @@ def extract_patches(field: Field, channels: Sequence[str], preset: Preset,
     image = normalise_channels(field, channels)
     patches, origins = cut_patches(image, markers[index], preset.patch_size,
                                    preset.position_sigma)
-    return PatchSet(patches, origins.astype(np.int32), index, channels, field.shape)
+    cost = (patch_boundary_costs(field, channels, preset, origins, mask)
+            if preset.boundary_weight > 0 else None)
+    return PatchSet(patches, origins.astype(np.int32), index, channels, field.shape, cost)
+
+
+def patch_boundary_costs(field: Field, channels: Sequence[str], preset: Preset,
+                         origins: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The boundary cost (:func:`cellcutter_nb.prep.ridges.boundary_cost`) of the
+    whole-cell channels among ``channels``, cut at each patch (1 outside the image).
+
+    Raises
+    ------
+    ValueError
+        ``channels`` holds no whole-cell channel (``fl`` or ``bf``).
+
+    Examples
+    --------
+    >>> from cellcutter_nb import config
+    >>> img = np.zeros((24, 24)); img[:, 12] = 1.0
+    >>> f = Field({"fl": img}, markers=[[12.0, 6.0]])
+    >>> ps = extract_patches(f, ["fl"], config.get_preset("fast").replace(patch_size=16))
+    >>> cost = ps.boundary_cost[0]
+    >>> bool(cost[8, 14] < 0.2 < 0.9 < cost[8, 8]), float(cost[0, 0])
+    (True, 1.0)
+    """
+    whole = [c for c in channels if c in POLARITY]
+    if not whole:
+        raise ValueError(f"The {preset.name} preset's boundary term needs a whole-cell "
+                         f"channel (fl or bf) among the channels, got {list(channels)}.")
+    cost = boundary_cost([field[c] for c in whole], [POLARITY[c] for c in whole],
+                         preset.boundary_kappa, where=mask)
+    k = preset.patch_size
+    half = k // 2
+    padded = np.pad(cost, half, constant_values=1.0)
+    rows = np.asarray(origins)[:, 0, None] + half + np.arange(k)
+    cols = np.asarray(origins)[:, 1, None] + half + np.arange(k)
+    return padded[rows[:, :, None], cols[:, None, :]].astype(np.float32)

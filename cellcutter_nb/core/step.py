@@ -26,8 +26,10 @@ from ..backend import backend_name, keras
 from ..config import LossWeights, Preset
 from .loss import cutter_loss
 
-__all__ = ["CutterModel", "EAGER_MAX_STEPS", "compile_step", "default_jit"]
+__all__ = ["CutterModel", "EAGER_MAX_STEPS", "TERMS", "compile_step", "default_jit"]
 
+#: The loss terms tracked per step (and written to the training history).
+TERMS = ("area", "overlap", "mask", "boundary")
 #: Runs of at most this many steps execute eagerly: tracing the compiled train step
 #: costs 2-4 s on 2 CPU cores, more than a few eager steps of a small model.
 EAGER_MAX_STEPS = 8
@@ -50,22 +52,25 @@ class CutterModel(keras.Model):
     cutter_weights : LossWeights
         λ and β of Eq. 1 (:meth:`cellcutter_nb.config.Preset.loss_weights`).
 
-    ``y`` of a step is the dict ``{"offsets", "valid", "mask"}`` of an area batch; the
-    three terms of the loss are tracked as metrics ``area``, ``overlap`` and ``mask``.
+    ``y`` of a step is :meth:`~cellcutter_nb.core.batches.AreaBatch.targets` of an area
+    batch (``offsets``, ``valid``, ``mask`` and, with a boundary term, ``boundary_cost``);
+    the terms of the loss are tracked as metrics ``area``, ``overlap``, ``mask`` and
+    ``boundary``.
     """
 
     def __init__(self, unet: keras.Model, cutter_weights: LossWeights, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.unet = unet
         self.cutter_weights = cutter_weights
-        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("area", "overlap", "mask")}
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in TERMS}
 
     def call(self, x: Any, training: bool = False) -> Any:
         return self.unet(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms = cutter_loss(y_pred, y["offsets"], y["valid"], y["mask"], self.cutter_weights)
-        for name in ("area", "overlap", "mask"):
+        terms = cutter_loss(y_pred, y["offsets"], y["valid"], y["mask"], self.cutter_weights,
+                            y.get("boundary_cost"))
+        for name in TERMS:
             self.trackers[name].update_state(getattr(terms, name))
         return terms.total
 
@@ -76,12 +81,14 @@ class CutterModel(keras.Model):
     def get_config(self) -> dict:
         return {"unet": keras.saving.serialize_keras_object(self.unet),
                 "lam_natural": self.cutter_weights.lam_natural,
-                "beta": self.cutter_weights.beta, "name": self.name}
+                "beta": self.cutter_weights.beta, "boundary": self.cutter_weights.boundary,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict) -> CutterModel:
         unet = keras.saving.deserialize_keras_object(config.pop("unet"))
-        weights = LossWeights(config.pop("lam_natural"), config.pop("beta"))
+        weights = LossWeights(config.pop("lam_natural"), config.pop("beta"),
+                              config.pop("boundary", 0.0))
         return cls(unet, weights, **config)
 
 

@@ -99,7 +99,7 @@ def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     markers = check_markers(field.markers if markers is None else markers, field.shape)
     seed_everything(seed)
     ps = extract_patches(field, channels, preset, markers=markers)
-    unet = build_model(ps, profile, seed)
+    unet = build_model(ps, profile, seed, preset)
     targets = patch_targets(field.labels, ps)
     rows, t0, train_time = [], time.perf_counter(), 0.0
     for epoch in range(int(epochs)):
@@ -107,9 +107,9 @@ def train_supervised(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         losses = fit_bce(unet, ps.patches, targets, 1, preset, seed + epoch,
                          min(batch_size, len(ps)))
         train_time += time.perf_counter() - ts
-        probs = recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
+        logits = recalibrate_batchnorm(unet, ps.patches, seed=seed + epoch)
         rows.append({"epoch": epoch, "loss": float(np.mean(losses)),
                      "patches_seen": (epoch + 1) * len(ps), "seconds": time.perf_counter() - t0,
-                     **evaluate(unet, field, ps, markers, probs)})
+                     **evaluate(unet, field, ps, markers, preset, None, logits)})
     return TrainResult(unet, pd.DataFrame(rows), "epochs", time.perf_counter() - t0,
                        len(ps) * epochs / train_time if train_time else float("nan"))

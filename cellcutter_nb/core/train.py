@@ -58,7 +58,7 @@ from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
 from .evaluate import TrainResult, evaluate, recalibrate_batchnorm
 from .model import build_model, seed_everything
 from .patches import PatchSet, extract_patches
-from .step import EAGER_MAX_STEPS, CutterModel, compile_step
+from .step import EAGER_MAX_STEPS, TERMS, CutterModel, compile_step
 from .supervised import warm_start
 
 __all__ = ["CHECKPOINT_NAME", "TrainOptions", "train"]
@@ -233,8 +233,9 @@ def _start(field: Field, channels: Sequence[str], preset: Preset, profile: Profi
     mask, markers = _checked(field, mask, markers)
     seed = check_seed(seed)
     seed_everything(seed)
-    ps = extract_patches(field, channels, preset, markers=markers)
-    model = compile_step(unet if unet is not None else build_model(ps, profile, seed), preset,
+    ps = extract_patches(field, channels, preset, markers=markers, mask=mask)
+    model = compile_step(unet if unet is not None else build_model(ps, profile, seed, preset),
+                         preset,
                          with_mask=mask is not None,
                          eager=profile.max_epochs * profile.steps_per_epoch <= EAGER_MAX_STEPS,
                          jit_compile=opts.jit_compile)
@@ -274,15 +275,14 @@ def _epoch(run: _Run, epoch: int, on_step: Callable[[int], None]) -> dict:
     n_t = n_transforms(run.preset)
     for batch in epoch_batches(run.ps, run.mask, run.preset, run.profile, rng):
         b = transform_batch(fill_padding(batch), int(rng.integers(n_t)))
-        y = {"offsets": b.offsets, "valid": b.valid, "mask": b.mask}
-        logs = run.model.train_on_batch(b.patches, y, return_dict=True)
+        logs = run.model.train_on_batch(b.patches, b.targets(), return_dict=True)
         run.seen += b.n_valid
         on_step(b.n_valid)
         if run.opts.should_stop is not None and run.opts.should_stop():
             break
     run.train_time += time.perf_counter() - ts
     return {"epoch": epoch, "loss": float(logs["loss"]),
-            **{k: float(logs[k]) for k in ("area", "overlap", "mask")},
+            **{k: float(logs[k]) for k in TERMS},
             "patches_seen": run.seen, "seconds": time.perf_counter() - run.t0}
 
 
@@ -292,9 +292,9 @@ def _score(run: _Run, row: dict, epoch: int) -> None:
     last = epoch == run.profile.max_epochs - 1
     if not run.field.has_ground_truth or not (epoch % run.opts.evaluate_every == 0 or last):
         return
-    probs = (recalibrate_batchnorm(run.unet, run.ps.patches, seed=run.seed + epoch)
-             if run.opts.recalibrate_bn else None)
-    row.update(evaluate(run.unet, run.field, run.ps, run.markers, probs))
+    logits = (recalibrate_batchnorm(run.unet, run.ps.patches, seed=run.seed + epoch)
+              if run.opts.recalibrate_bn else None)
+    row.update(evaluate(run.unet, run.field, run.ps, run.markers, run.preset, run.mask, logits))
 
 
 def _checkpoint(run: _Run, epoch: int) -> None:

@@ -244,10 +244,9 @@ def fit(profile: Profile, preset: Preset, index: int,
         except _Unreadable as err:
             print(f"cache entry {folder} is unreadable ({err}); training it again", flush=True)
             refresh = True
-    result = train(rep.field, channels, preset, profile,
-                   mask=rep.mask_for(channels) if with_mask else None, markers=own,
-                   seed=seed)
-    labels = predict_field(result.model, rep.field, channels, preset, markers=own)
+    mask = rep.mask_for(channels) if with_mask else None
+    result = train(rep.field, channels, preset, profile, mask=mask, markers=own, seed=seed)
+    labels = predict_field(result.model, rep.field, channels, preset, markers=own, mask=mask)
     scores, cells = score(labels, rep.field.labels, own)
     scores.update(stopped=result.stopped, seconds=float(result.seconds),
                   patches_per_second=float(result.patches_per_second),

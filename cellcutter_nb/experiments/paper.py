@@ -223,7 +223,8 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
             b = (a + 1) % prof.n_replicates
             ra, rb = (fit(prof, pre, i, c, seed=seed, cache_dir=cache_dir) for i in (a, b))
             target = replicate(prof, pre, b, seed)
-            labels = predict_field(ra.model(), target.field, c, pre, markers=rb.markers)
+            labels = predict_field(ra.model(), target.field, c, pre, markers=rb.markers,
+                                   mask=target.mask_for(c))
             agree = per_cell_iou(labels, rb.labels)["iou"].mean()
             rows.append({"combination": combo_name(c), "trained_on": a, "applied_to": b,
                          "agreement": float(agree),
