@@ -97,6 +97,8 @@ class TrainOptions:
         :data:`~cellcutter_nb.core.step.EAGER_MAX_STEPS` steps run eagerly instead.
     max_seconds : float, optional
         Also stop after this much wall time (checked after each epoch).
+    max_patches : int, optional
+        Also stop once this many patches have been seen (checked after each epoch).
     on_epoch : callable, optional
         Called with each epoch's history row (e.g. to print or plot live).
     should_stop : callable, optional
@@ -118,6 +120,7 @@ class TrainOptions:
     progress: bool | None = None
     jit_compile: bool | None = None
     max_seconds: float | None = None
+    max_patches: int | None = None
     on_epoch: Callable[[dict], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
@@ -158,7 +161,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     TrainResult
         ``model`` (the UNet), ``history`` (per epoch: loss, area, overlap, mask,
         patches_seen, seconds; miou, patch_mean_iou with ground truth), ``stopped``
-        (``"stable"``, ``"max_epochs"``, ``"time"`` or ``"interrupted"``), ``seconds``,
+        (``"stable"``, ``"max_epochs"``, ``"time"``, ``"patches"`` or ``"interrupted"``),
+        ``seconds``,
         ``patches_per_second``.
     """
     preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
@@ -313,7 +317,8 @@ def _checkpoint(run: _Run, epoch: int) -> None:
 
 
 def _stop_reason(run: _Run) -> str | None:
-    """Why the run stops after this epoch (``"interrupted"``, ``"stable"``, ``"time"``)."""
+    """Why the run stops after this epoch (``"interrupted"``, ``"stable"``, ``"time"``,
+    ``"patches"``), or None."""
     opts = run.opts
     if opts.should_stop is not None and opts.should_stop():
         return "interrupted"
@@ -321,6 +326,8 @@ def _stop_reason(run: _Run) -> str | None:
         return "stable"
     if opts.max_seconds is not None and time.perf_counter() - run.t0 > opts.max_seconds:
         return "time"
+    if opts.max_patches is not None and run.seen >= opts.max_patches:
+        return "patches"
     return None
 
 
