@@ -98,6 +98,9 @@ class Profile:
         ``2**unet_depth``).
     nucleus_batch : int
         Crops per training step of the synthetic-nucleus UNet.
+    preset : str
+        The preset the profile's experiments and tutorials train with: ``fast`` where
+        the budget is minutes (smoke, quick), ``paper`` at the paper's scale (full).
     """
 
     name: str
@@ -113,6 +116,7 @@ class Profile:
     nucleus_max_steps: int = 200
     nucleus_crop: int = 128
     nucleus_batch: int = 8
+    preset: str = "paper"
 
     def replace(self, **changes: Any) -> Profile:
         """Return a copy with some fields changed (validated like the original)."""
@@ -147,6 +151,7 @@ PROFILES: dict[str, Profile] = {
         nucleus_max_steps=15,
         nucleus_crop=64,
         nucleus_batch=4,
+        preset="fast",
     ),
     "quick": Profile(
         name="quick",
@@ -162,6 +167,7 @@ PROFILES: dict[str, Profile] = {
         nucleus_max_steps=200,  # 30-40 s per nucleus UNet on 2 busy CPU cores
         nucleus_crop=64,
         nucleus_batch=8,
+        preset="fast",
     ),
     "full": Profile(
         name="full",
@@ -185,6 +191,8 @@ def _validated(profile: Profile) -> Profile:
                 "nucleus_max_steps", "nucleus_crop", "nucleus_batch"):
         if getattr(profile, key) < 1:
             raise ValueError(f"Profile.{key} must be >= 1, got {getattr(profile, key)}.")
+    if profile.preset not in PRESETS:
+        raise ValueError(f"Profile.preset={profile.preset!r}; choose one of {sorted(PRESETS)}.")
     if profile.train_area is not None and profile.train_area < PATCH_SIZE:
         raise ValueError(f"Profile.train_area must be None or >= {PATCH_SIZE} px, got "
                          f"{profile.train_area}.")

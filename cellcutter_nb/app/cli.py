@@ -76,7 +76,8 @@ def add_segment_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-mask", action="store_true", help="train without the mask (beta = 0)")
     p.add_argument("--channels", metavar="LIST",
                    help="channels the network sees, e.g. fl,nuc (default: all given)")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="fast", choices=sorted(PRESETS),
+                   help="fast (default: converges in minutes), paper or original_code")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     p.add_argument("--width", type=int, help="override the profile's UNet width")
     p.add_argument("--depth", type=int, help="override the profile's UNet depth")

@@ -63,7 +63,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
                   markers: str | os.PathLike | None = None,
                   scribbles: str | os.PathLike | None = None,
                   channels: str | Sequence[str] | None = None,
-                  preset: str | Preset = "paper", profile: str | Profile = "quick",
+                  preset: str | Preset = "fast", profile: str | Profile = "quick",
                   pixel_size: float | None = None, use_mask: bool = True,
                   model: str | os.PathLike | None = None,
                   save_model: str | os.PathLike | None = None, seed: int = 0,

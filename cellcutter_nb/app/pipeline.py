@@ -88,7 +88,7 @@ def foreground_mask(field: Field, scribbles: np.ndarray | None, preset: Preset) 
 
 
 def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
-            preset: str | Preset = "paper", profile: str | Profile = "quick", *,
+            preset: str | Preset = "fast", profile: str | Profile = "quick", *,
             markers: np.ndarray | None = None, mask: Any = "auto",
             scribbles: np.ndarray | None = None, seed: int = 0,
             progress: bool | None = None, **train_kwargs: Any):

@@ -63,8 +63,9 @@ def setup(profile: Any = "smoke", seed: Any = 0, *, learning_rate: Any = None,
     Returns
     -------
     Setup
-        ``profile`` (a :class:`~cellcutter_nb.config.Profile`), ``preset`` (``paper``,
-        with ``learning_rate`` when given) and ``cache`` (``cache_dir``, or ``True``: the
+        ``profile`` (a :class:`~cellcutter_nb.config.Profile`), ``preset`` (the profile's:
+        ``fast`` for smoke and quick, ``paper`` for full; with ``learning_rate`` when
+        given) and ``cache`` (``cache_dir``, or ``True``: the
         default model cache of :mod:`cellcutter_nb.experiments.model_cache`).
 
     Raises
@@ -82,11 +83,13 @@ def setup(profile: Any = "smoke", seed: Any = 0, *, learning_rate: Any = None,
     check_parameters(profile, seed, channels=channels, learning_rate=learning_rate,
                      figures_dir=figures_dir, tables_dir=tables_dir, cache_dir=cache_dir,
                      pixel_size=pixel_size, paths=paths)
-    prof, preset = get_profile(profile), get_preset("paper")
+    prof = get_profile(profile)
+    preset = get_preset(prof.preset)
     if learning_rate is not None:
         preset = preset.replace(learning_rate=float(learning_rate))
     if not quiet:
-        print(f"profile {prof.name}: {prof.n_replicates} replicates of {prof.field_size}² px, "
+        print(f"profile {prof.name}, preset {preset.name}: {prof.n_replicates} replicates of "
+              f"{prof.field_size}² px, "
               f"UNet width {prof.unet_width}, {prof.max_epochs} epochs × "
               f"{prof.steps_per_epoch} areas")
     return Setup(prof, preset, cache_dir or True)

@@ -284,13 +284,14 @@ def presets(profile: str | Profile = "quick", seed: int = 0, *,
             variants: dict[str, str | Preset] | None = None,
             cache_dir: str | Path | None | bool = True,
             progress: bool | None = None) -> pd.DataFrame:
-    """The same model (FL+Nuc, with mask) under the paper's text and the released code.
+    """The same model (FL+Nuc, with mask) under the paper's text, the released code and the
+    ``fast`` recipe.
 
     Parameters
     ----------
     variants : dict, optional
-        Name → preset; default ``paper`` and ``original_code`` as defined in
-        :mod:`cellcutter_nb.config`.
+        Name → preset; default ``paper``, ``original_code`` and ``fast`` as defined in
+        :mod:`cellcutter_nb.presets`.
 
     Returns
     -------
@@ -300,7 +301,7 @@ def presets(profile: str | Profile = "quick", seed: int = 0, *,
     """
     prof = get_profile(profile)  # resolved here, once, like each variant's preset
     variants = {name: get_preset(p) for name, p in (
-        variants or {"paper": "paper", "original_code": "original_code"}).items()}
+        variants or {name: name for name in ("paper", "original_code", "fast")}).items()}
     jobs = [(n, p, i) for n, p in variants.items() for i in range(prof.n_replicates)]
     rows = []
     for name, pre, i in progress_bar(jobs, "presets", progress):
