@@ -12,7 +12,7 @@ Examples
 --------
 >>> from cellcutter_nb.experiments.notebook import setup
 >>> prof, preset, cache = setup("smoke", 0, learning_rate=0.001)
-profile smoke: 2 replicates of 320² px, UNet width 8, 2 epochs × 2 areas
+profile smoke, preset fast: 2 replicates of 320² px, UNet width 8, 2 epochs × 2 areas
 >>> preset.learning_rate, cache
 (0.001, True)
 """
