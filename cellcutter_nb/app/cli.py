@@ -47,6 +47,7 @@ from .cli_checks import selector
 from .files import segment_files
 from .interrupt import Interrupted, SignalStop, exit_status
 from .outputs import SegmentOutputs
+from .pipeline import START_CHOICES
 
 __all__ = ["add_segment_parser", "main", "run_segment", "segment_files"]
 
@@ -76,6 +77,9 @@ def add_segment_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-mask", action="store_true", help="train without the mask (beta = 0)")
     p.add_argument("--channels", metavar="LIST",
                    help="channels the network sees, e.g. fl,nuc (default: all given)")
+    p.add_argument("--start", default="auto", choices=START_CHOICES,
+                   help="pretrained: fine-tune the shipped starting model; scratch: a new "
+                        "network; auto (default): pretrained when one fits the channels")
     p.add_argument("--preset", default="fast", choices=sorted(PRESETS),
                    help="fast (default: converges in minutes), paper or original_code")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -128,7 +132,8 @@ def _run(args: argparse.Namespace,
             model=args.model, save_model=args.save_model, seed=args.seed,
             max_seconds=args.max_seconds, overwrite=args.overwrite,
             page=selector(args.page, "--page"), channel=selector(args.channel, "--channel"),
-            checkpoint=args.checkpoint, signals=signals, progress=not args.quiet, log=log,
+            checkpoint=args.checkpoint, start=args.start, signals=signals,
+            progress=not args.quiet, log=log,
             unet_width=args.width, unet_depth=args.depth, max_epochs=args.epochs,
             steps_per_epoch=args.steps)
     except Interrupted as sig:

@@ -70,7 +70,7 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
                   max_seconds: float | None = None, overwrite: bool = False,
                   page: int | dict[str, int] | None = None,
                   channel: int | dict[str, int] | None = None,
-                  checkpoint: str | os.PathLike | None = None,
+                  checkpoint: str | os.PathLike | None = None, start: str = "auto",
                   signals: SignalStop | None = None, progress: bool = True,
                   log: Callable[[str], None] | None = None,
                   **profile_overrides: int) -> SegmentOutputs:
@@ -111,6 +111,9 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
         Plane of multi-page stacks, colour of RGB images (for all images, or per image).
     checkpoint : path, optional
         Folder where training saves its progress every epoch and resumes from.
+    start : {"auto", "pretrained", "scratch"}
+        Fine-tune the shipped starting model or train a new network
+        (:func:`~cellcutter_nb.app.pipeline.segment`).
     signals : SignalStop, optional
         The command's SIGINT/SIGTERM handler: a signal during training stops it after the
         current step and the outputs are written (``stopped = "interrupted"``).
@@ -159,7 +162,8 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
             say(ckpt_note)
         labels, net, stopped, seen = _train(field, used, preset, prof, mk, mask, signals, say,
                                             seed=seed, max_seconds=max_seconds,
-                                            progress=progress, checkpoint_dir=checkpoint)
+                                            progress=progress, checkpoint_dir=checkpoint,
+                                            start=start)
     else:
         labels = predict_field(net, field, used, preset, markers=mk, mask=mask)
         stopped, seen = "loaded", None

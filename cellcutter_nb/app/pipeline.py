@@ -38,6 +38,8 @@ from ..prep.mask import graph_cut, pixel_classifier_mask
 
 #: Fewer nuclei than this on a nucleus image is suspicious (one bright pixel → 1 "cell").
 MIN_NUCLEI = 3
+#: Where training starts: the shipped starting model, or a new network.
+START_CHOICES = ("auto", "pretrained", "scratch")
 
 
 def find_markers(field: Field) -> np.ndarray:
@@ -87,10 +89,38 @@ def foreground_mask(field: Field, scribbles: np.ndarray | None, preset: Preset) 
                      "train without a mask.")
 
 
+def starting_point(start: str, channels: Sequence[str], preset: Preset) -> tuple[Any, Any]:
+    """The network training starts from and its model card: ``(None, None)`` from scratch.
+
+    Raises
+    ------
+    ValueError
+        ``start`` unknown, or ``"pretrained"`` without a matching starting model.
+
+    Examples
+    --------
+    >>> from cellcutter_nb.config import get_preset
+    >>> starting_point("scratch", ("fl", "nuc"), get_preset("fast"))
+    (None, None)
+    """
+    from ..core.starting import find_card, load_starting_model  # Keras on demand
+
+    if start not in START_CHOICES:
+        raise ValueError(f"start={start!r}; choose one of {START_CHOICES}.")
+    if start == "scratch":
+        return None, None
+    if start == "auto":
+        try:
+            find_card(tuple(channels)).check(tuple(channels), preset)
+        except ValueError:
+            return None, None
+    return load_starting_model(tuple(channels), preset)
+
+
 def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             preset: str | Preset = "fast", profile: str | Profile = "quick", *,
             markers: np.ndarray | None = None, mask: Any = "auto",
-            scribbles: np.ndarray | None = None, seed: int = 0,
+            scribbles: np.ndarray | None = None, seed: int = 0, start: str = "auto",
             progress: bool | None = None, **train_kwargs: Any):
     """Segment a field without any annotation, as in Din & Yu (2021).
 
@@ -111,6 +141,12 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         Bright-field scribbles for the ``"auto"`` mask when there is no ``fl``.
     seed : int
         Seeds everything.
+    start : {"auto", "pretrained", "scratch"}
+        ``"pretrained"``: fine-tune the shipped starting model for these channels
+        (:mod:`cellcutter_nb.core.starting`: trained once without annotation on synthetic
+        fields; its network size replaces the profile's); ``"scratch"``: a new network
+        (the paper's per-image training); ``"auto"``: pretrained when a starting model
+        for these channels and this patch geometry is shipped, else scratch.
     progress : bool, optional
         Progress bar (default on, off under the runner).
     **train_kwargs
@@ -124,7 +160,13 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         The trained UNet.
     history : pandas.DataFrame
         One row per epoch; ``history.attrs`` holds ``markers``, ``mask``, ``stopped``,
-        ``seconds`` and ``patches_per_second``.
+        ``seconds``, ``patches_per_second`` and ``start`` (the starting model's card, or
+        None from scratch).
+
+    Raises
+    ------
+    ValueError
+        ``start`` unknown, or no starting model for these channels / this patch geometry.
     """
     from ..core.train import train  # Keras on demand: not for the markers or mask
 
@@ -136,12 +178,14 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         if mask != "auto":
             raise ValueError(f"mask must be 'auto', an array or None, got {mask!r}.")
         mask = foreground_mask(field, scribbles, preset)
+    unet, card = starting_point(start, channels, preset)
     result = train(field, channels, preset, profile, mask=mask, markers=markers, seed=seed,
-                   progress=progress, **train_kwargs)
+                   unet=unet, progress=progress, **train_kwargs)
     labels = predict_field(result.model, field, channels, preset, markers=markers, mask=mask)
     history = pd.DataFrame(result.history)
     history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,
-                         seconds=result.seconds, patches_per_second=result.patches_per_second)
+                         seconds=result.seconds, patches_per_second=result.patches_per_second,
+                         start=card)
     return labels, result.model, history
 
 

@@ -1,0 +1,150 @@
+"""Shipped starting models: UNets trained once, without annotation, on synthetic fields.
+
+Per-image Eq. 1 training (the paper's method) starts from random weights, so a short
+run on a laptop ends in its early phase. A starting model was trained with the same
+unsupervised objective (the ``fast`` preset: Eq. 1 + the boundary term, no label, no
+ground truth) for a long time on synthetic fields that no report scores; a user's run
+then only adapts it to their image (``segment(..., start="pretrained")``). The paper
+itself shows that a model trained on one image segments another (its "unseen image"
+experiment).
+
+Each model lives in ``cellcutter_nb/models/`` as ``<name>.npz`` (float16 weights, in
+the order of ``get_weights``) beside ``<name>.json``, its model card: channels, patch
+size, architecture, the recipe, the training fields' seeds, patches seen, its scores
+on held-out seeds and the command that regenerates it
+(:mod:`cellcutter_nb.experiments.pretrain`).
+
+Examples
+--------
+>>> from cellcutter_nb.core.starting import find_card
+>>> find_card(("bf",))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: No starting model for channels ('bf',); shipped: ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend import keras
+from ..config import Preset
+from .model import build_unet
+
+__all__ = ["MODELS_DIR", "ModelCard", "available", "find_card", "load_starting_model",
+           "save_starting_model"]
+
+#: Folder of the shipped starting models (inside the package).
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a starting model is and how it was made.
+
+    Parameters
+    ----------
+    name : str
+        File stem (``fl_nuc``, ``fl``, ...).
+    channels : list of str
+        Image channels, in the order the network reads them (the position disk follows).
+    patch_size, width, depth : int
+        Patch side and UNet size.
+    norm : str
+        Normalisation layers (``"group"``).
+    prior : list of float
+        ``[a, t]`` of the position prior, or ``[]``.
+    position_sigma : float
+        σ of the position disk the model was trained with (px).
+    preset : str
+        The recipe (a preset name).
+    training : dict
+        Field seeds and size, patches seen, seconds, machine, command.
+    scores : dict
+        Held-out seeds' mIOU of the model alone and of the position-only partition.
+    """
+
+    name: str
+    channels: list[str]
+    patch_size: int
+    width: int
+    depth: int
+    norm: str
+    prior: list[float]
+    position_sigma: float
+    preset: str
+    training: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, channels: Sequence[str], preset: Preset) -> None:
+        """Refuse channels or patch geometry the model was not trained with.
+
+        Raises
+        ------
+        ValueError
+            Other channels (or order), another patch size or position σ.
+        """
+        if list(channels) != list(self.channels):
+            raise ValueError(f"The starting model {self.name!r} reads channels "
+                             f"{self.channels}, not {list(channels)}; use those channels or "
+                             f"start from scratch (start='scratch', --start scratch).")
+        if (preset.patch_size, preset.position_sigma) != (self.patch_size,
+                                                          self.position_sigma):
+            raise ValueError(f"The starting model {self.name!r} takes {self.patch_size}-px "
+                             f"patches with a position disk of σ {self.position_sigma:g} px; "
+                             f"preset {preset.name!r} cuts {preset.patch_size}-px patches "
+                             f"with σ {preset.position_sigma:g}. Use a preset with those "
+                             f"values or start from scratch.")
+
+
+def available(folder: Path = MODELS_DIR) -> list[ModelCard]:
+    """The model cards of the shipped starting models, by name."""
+    return [ModelCard(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))
+            if p.with_suffix(".npz").is_file()]
+
+
+def find_card(channels: Sequence[str], folder: Path = MODELS_DIR) -> ModelCard:
+    """The card of the starting model for exactly these channels.
+
+    Raises
+    ------
+    ValueError
+        No shipped model reads these channels (the message lists those that exist).
+    """
+    cards = available(folder)
+    for card in cards:
+        if list(card.channels) == list(channels):
+            return card
+    shipped = ", ".join("+".join(c.channels) for c in cards) or "none"
+    raise ValueError(f"No starting model for channels {tuple(channels)}; shipped: {shipped}. "
+                     f"Start from scratch (start='scratch', --start scratch) or train one "
+                     f"with python -m cellcutter_nb.experiments.pretrain.")
+
+
+def load_starting_model(channels: Sequence[str], preset: Preset,
+                        folder: Path = MODELS_DIR) -> tuple[keras.Model, ModelCard]:
+    """The starting model for ``channels`` (float32 weights) and its card, checked
+    against the preset's patch geometry (:meth:`ModelCard.check`)."""
+    card = find_card(channels, folder)
+    card.check(channels, preset)
+    unet = build_unet(len(card.channels) + 1, card.width, card.depth, card.patch_size,
+                      norm=card.norm, prior=tuple(card.prior) or None)
+    with np.load(folder / f"{card.name}.npz") as data:
+        weights = [data[f"w{i}"].astype(np.float32) for i in range(len(data.files))]
+    unet.set_weights(weights)
+    return unet, card
+
+
+def save_starting_model(unet: keras.Model, card: ModelCard, folder: Path = MODELS_DIR) -> Path:
+    """Write ``<name>.npz`` (float16 weights, compressed) and ``<name>.json`` (the card)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {f"w{i}": w.astype(np.float16) for i, w in enumerate(unet.get_weights())}
+    np.savez_compressed(folder / f"{card.name}.npz", **weights)
+    (folder / f"{card.name}.json").write_text(json.dumps(asdict(card), indent=2) + "\n")
+    return folder / f"{card.name}.npz"
