@@ -32,11 +32,11 @@ from ..backend import keras
 from ..config import Preset
 from ..data.field import Field
 from ..metrics import per_cell_iou, summarize
-from .integrate import chunk_logits, chunk_size, finish_labels, integration_canvas
+from .integrate import chunk_logits, chunk_size, finish_labels, integration_canvas, sigmoid
 from .patches import PatchSet
 
 __all__ = ["TrainResult", "evaluate", "patch_set_labels", "patch_targets", "predict_logits",
-           "recalibrate_batchnorm"]
+           "predict_patches", "recalibrate_batchnorm"]
 
 
 @dataclass
@@ -107,6 +107,11 @@ def predict_logits(model: keras.Model, patches: np.ndarray, batch_size: int = 25
     for start in range(0, len(patches), size):
         out[start:start + size] = chunk_logits(model, patches[start:start + size], size)
     return out
+
+
+def predict_patches(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Probabilities (N, k, k) of the patches (the sigmoid of :func:`predict_logits`)."""
+    return sigmoid(predict_logits(model, patches, batch_size))
 
 
 def patch_set_labels(logits: np.ndarray, ps: PatchSet, markers: np.ndarray, preset: Preset,
