@@ -333,9 +333,18 @@ def test_a_signal_outside_training_writes_nothing_and_says_so(
     _only(images, *INPUTS)
 
 
+@pytest.fixture
+def sigint_handled():
+    """SIGINT as an interactive shell has it (a background ``pytest &`` starts with it
+    ignored, and the CLI rightly leaves an ignored SIGINT alone)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("signals", [1, 2])
 def test_a_signal_during_training_stops_it_and_writes_the_outputs(
-        images, capsys, fake_training, monkeypatch, signals):
+        images, capsys, fake_training, monkeypatch, signals, sigint_handled):
     real = files.segment
 
     def interrupted_training(*args, should_stop, **kwargs):

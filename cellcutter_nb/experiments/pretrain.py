@@ -27,9 +27,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .. import channels as chan
 from ..config import Profile, get_preset, get_profile
 from ..core.integrate import predict_field
+from ..core.model import build_unet
 from ..core.starting import MODELS_DIR, ModelCard, save_starting_model
 from ..core.train import train
 from ..data.field import Field
@@ -80,8 +83,8 @@ def held_out_scores(unet, channels: Sequence[str], preset, size: int) -> dict:
     return out
 
 
-def train_starting_model(channels: Sequence[str] = ("fl", "nuc"), *, patches: int = 120_000,
-                         chunk: int = 10_000, size: int = 640, profile: str | Profile = "quick",
+def train_starting_model(channels: Sequence[str] = ("fl", "nuc"), *, patches: int = 60_000,
+                         chunk: int = 5_000, size: int = 640, profile: str | Profile = "quick",
                          preset: str = "fast", seed: int = 0, folder: Path = MODELS_DIR,
                          progress: bool | None = None) -> ModelCard:
     """Train, score and save the starting model of ``channels``.
@@ -110,8 +113,11 @@ def train_starting_model(channels: Sequence[str] = ("fl", "nuc"), *, patches: in
     channels = chan.check(channels, cell_channel=True)
     prof, pre = get_profile(profile), get_preset(preset)
     fields = [_prepared(s, size, channels) for s in TRAIN_SEEDS]
-    unet, seen, t0 = None, 0, time.perf_counter()
+    resume_file = folder / f".{card_name(channels)}.resume.npz"
+    unet, seen = _resume(resume_file, channels, prof, pre)
+    t0 = time.perf_counter()
     bar = progress_bar(desc="patches", progress=progress, total=patches)
+    bar.update(seen)
     while seen < patches:
         images, _, (markers, mask) = fields[(seen // chunk) % len(fields)]
         result = train(images, channels, pre, prof.replace(max_epochs=10_000), mask=mask,
@@ -121,6 +127,7 @@ def train_starting_model(channels: Sequence[str] = ("fl", "nuc"), *, patches: in
         done = int(result.history["patches_seen"].iloc[-1])
         seen += done
         bar.update(done)
+        _save_resume(resume_file, unet, seen)
     bar.close()
     card = ModelCard(
         name=card_name(channels), channels=list(channels), patch_size=pre.patch_size,
@@ -133,15 +140,37 @@ def train_starting_model(channels: Sequence[str] = ("fl", "nuc"), *, patches: in
                              f"{','.join(channels)} --patches {patches}"},
         scores=held_out_scores(unet, channels, pre, size))
     save_starting_model(unet, card, folder)
+    resume_file.unlink(missing_ok=True)
     return card
+
+
+def _save_resume(path: Path, unet, seen: int) -> None:
+    """Float32 weights and patches seen after a chunk, so a killed run resumes there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part.npz")
+    np.savez(partial, seen=seen, **{f"w{i}": w for i, w in enumerate(unet.get_weights())})
+    partial.replace(path)
+
+
+def _resume(path: Path, channels: Sequence[str], prof: Profile, pre) -> tuple[object, int]:
+    """The UNet and patches seen saved by an interrupted run, or ``(None, 0)``."""
+    if not path.is_file():
+        return None, 0
+    with np.load(path) as data:
+        seen = int(data["seen"])
+        weights = [data[f"w{i}"] for i in range(len(data.files) - 1)]
+    unet = build_unet(len(channels) + 1, prof.unet_width, prof.unet_depth, pre.patch_size,
+                      norm=pre.normalisation, prior=pre.prior)
+    unet.set_weights(weights)
+    return unet, seen
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m cellcutter_nb.experiments.pretrain --channels fl,nuc``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--channels", default="fl,nuc")
-    parser.add_argument("--patches", type=int, default=120_000)
-    parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--patches", type=int, default=60_000)
+    parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--out", default=str(MODELS_DIR))
     args = parser.parse_args(argv)
