@@ -26,7 +26,6 @@ import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -44,71 +43,14 @@ from ..prep.mask import graph_cut, pixel_classifier_mask
 from ..prep.scribbles import synthetic_scribbles
 from ..progress import training_label
 from . import figures
+from .explore_settings import DEFAULT_SECONDS, RANGES, ExploreParams, check_params
+from .pipeline import starting_point
+
+__all__ = ["DEFAULT_SECONDS", "RANGES", "ExploreParams", "ExploreResult", "Explorer",
+           "area_mask", "check_params", "explore", "make_area", "step_profile",
+           "summarize_ious"]
 
 _PAPER = get_preset("paper")
-#: (min, max, step) of the explorer's sliders; :func:`check_params` enforces the same.
-RANGES: dict[str, tuple[float, float, float]] = {
-    "lam": (0.25, 10.0, 0.01), "beta": (0.0, 50.0, 0.5), "position_sigma": (2.0, 40.0, 0.5),
-    "size": (128, 512, 32), "field_seed": (0, 999, 1), "seed": (0, 999, 1),
-    "max_seconds": (2.0, 600.0, 1.0)}
-#: Default training wall-time budget per profile (s), ≤ 30 s for quick. ``None``: no budget
-#: can bind, the profile's few steps end training first (smoke: 4 steps, about a second).
-DEFAULT_SECONDS: dict[str, float | None] = {"smoke": None, "quick": 20.0, "full": 300.0}
-
-
-@dataclass(frozen=True)
-class ExploreParams:
-    """Settings of one exploration (defaults: the ``paper`` preset, FL + Nuc, smoke).
-
-    Parameters
-    ----------
-    lam, beta, position_sigma : float
-        λ (overlap weight), β (outside-mask weight), σ of the position disk (px).
-    channels : tuple of str or str
-        Channels the network sees: names (``("fl", "nuc")``), ``"fl,nuc"`` or a
-        Table 1 row name (``"FL+Nuc"``).
-    use_mask : bool
-        Train with the mask (Table 1's first row) or without it (β unused).
-    size, field_seed : int
-        Side (px) and seed of the synthetic area.
-    profile : str
-        ``smoke``, ``quick`` or ``full``: UNet size and epochs.
-    seed : int
-        Seeds training.
-    max_seconds : float, optional
-        Training wall-time budget; default :data:`DEFAULT_SECONDS` of the profile.
-
-    Examples
-    --------
-    >>> print(ExploreParams(profile="quick"))  # doctest: +NORMALIZE_WHITESPACE
-    λ 3.32, β 15, σ 15 px; FL+Nuc with the mask; 192² px area (seed 0); quick profile,
-    training seed 0, budget 20 s
-    """
-
-    lam: float = _PAPER.lam
-    beta: float = _PAPER.beta
-    position_sigma: float = _PAPER.position_sigma
-    channels: tuple[str, ...] | str = ("fl", "nuc")
-    use_mask: bool = True
-    size: int = 192
-    field_seed: int = 0
-    profile: str = "smoke"
-    seed: int = 0
-    max_seconds: float | None = None
-
-    @property
-    def budget(self) -> float | None:
-        """Training wall-time budget in seconds (``None``: the profile's steps only)."""
-        return DEFAULT_SECONDS[self.profile] if self.max_seconds is None else self.max_seconds
-
-    def __str__(self) -> str:
-        budget = "no budget (the profile's steps)" if self.budget is None else \
-            f"budget {self.budget:g} s"
-        return (f"λ {self.lam:g}, β {self.beta:g}, σ {self.position_sigma:g} px; "
-                f"{'+'.join(chan.NAMES.get(c, c) for c in chan.parse(self.channels))} "
-                f"{'with' if self.use_mask else 'without'} the mask; {self.size}² px area "
-                f"(seed {self.field_seed}); {self.profile} profile, training seed "
-                f"{self.seed}, {budget}")
 
 
 @dataclass
@@ -125,54 +67,6 @@ class ExploreResult:
     field: Field
     seconds: float
     stopped: str
-
-
-def _number(name: str, value: Any, integer: bool = False) -> float:
-    lo, hi, _ = RANGES[name]
-    kind = Integral if integer else Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"{name}={value!r} is invalid: expected {what} in [{lo:g}, {hi:g}].")
-    return int(value) if integer else float(value)
-
-
-def check_params(params: ExploreParams | Mapping[str, Any] | None = None,
-                 **changes: Any) -> ExploreParams:
-    """Validate and normalise settings (a dict, :class:`ExploreParams` or keywords).
-
-    Raises
-    ------
-    ValueError
-        Naming the setting, the value and the allowed range (see :data:`RANGES`).
-
-    Examples
-    --------
-    >>> check_params(profile="quick", size=256).budget
-    20.0
-    >>> check_params(lam=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: lam=0 is invalid: expected a number in [0.25, 10].
-    """
-    given = {**(params if isinstance(params, Mapping) else {}), **changes}
-    unknown = sorted(set(given) - set(ExploreParams.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {unknown}; choose from "
-                         f"{list(ExploreParams.__dataclass_fields__)}.")
-    p = dataclasses.replace(params if isinstance(params, ExploreParams) else ExploreParams(),
-                            **given)
-    if p.profile not in PROFILES:
-        raise ValueError(f"profile={p.profile!r} is invalid: choose one of {sorted(PROFILES)}.")
-    if p.max_seconds is not None:
-        _number("max_seconds", p.max_seconds)
-    return dataclasses.replace(
-        p, lam=_number("lam", p.lam), beta=_number("beta", p.beta),
-        position_sigma=_number("position_sigma", p.position_sigma),
-        channels=chan.check(p.channels, cell_channel=True, canonical=True),
-        use_mask=bool(p.use_mask),
-        size=_number("size", p.size, True), field_seed=_number("field_seed", p.field_seed, True),
-        seed=_number("seed", p.seed, True),
-        max_seconds=None if p.max_seconds is None else float(p.max_seconds))
 
 
 @lru_cache(maxsize=4)
@@ -245,14 +139,16 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     from ..core.train import train  # Keras on demand: not for checking the settings
 
     p = check_params(params, **changes)
-    preset = _PAPER.replace(lam=p.lam, beta=p.beta, position_sigma=p.position_sigma)
+    base = get_preset("fast") if p.start == "pretrained" else _PAPER  # the model's recipe
+    preset = base.replace(lam=p.lam, beta=p.beta, position_sigma=p.position_sigma)
+    unet, _ = starting_point(p.start, p.channels, preset)
     field = make_area(p.field_seed, p.size)
     markers = field.markers
     fg = area_mask(field, p.channels, p.seed)
     images = Field(dict(field.channels), field.pixel_size, name=field.name, meta=field.meta)
     result = train(images, p.channels, preset, step_profile(p.profile),  # no truth: no scoring
                    mask=fg if p.use_mask else None, markers=markers, seed=p.seed,
-                   progress=progress, max_seconds=p.budget, on_epoch=on_epoch)
+                   progress=progress, max_seconds=p.budget, on_epoch=on_epoch, unet=unet)
     labels = predict_field(result.model, field, p.channels, preset, markers=markers,
                            mask=fg if p.use_mask else None)
     position_only = nearest_marker_partition(markers, fg)
@@ -304,7 +200,9 @@ class Explorer:
             use_mask=w.Checkbox(value=p.use_mask, description="train with mask", indent=False,
                                 layout=compact),
             profile=w.Dropdown(options=sorted(PROFILES), value=p.profile, description="profile",
-                               style=style))
+                               style=style),
+            start=w.Dropdown(options=["scratch", "pretrained"], value=p.start,
+                             description="start", style=style))
         self.controls["profile"].observe(lambda ch: self._budget_for(ch["new"]), names="value")
         self._budget_for(p.profile, p.max_seconds)
         self.button = w.Button(description="train", button_style="primary", icon="play")
@@ -320,7 +218,7 @@ class Explorer:
                     w.VBox([c["size"], c["field_seed"], c["seed"]])]),
             w.HBox([w.Label("channels:", layout=compact), c["fl"], c["bf"], c["nuc"],
                     c["use_mask"]], layout=w.Layout(grid_gap="12px", align_items="center")),
-            w.HBox([c["profile"], c["max_seconds"]]),
+            w.HBox([c["profile"], c["max_seconds"], c["start"]]),
             w.HBox([self.button, self.progress, self.count]), self.status, self.output])
 
     def _budget_for(self, profile: str, seconds: float | None = None) -> None:
@@ -341,7 +239,7 @@ class Explorer:
         return check_params(ExploreParams(
             **{k: c[k].value for k in RANGES if k != "max_seconds"}, max_seconds=budget,
             channels=tuple(n for n in CHANNELS if c[n].value), use_mask=c["use_mask"].value,
-            profile=c["profile"].value))
+            profile=c["profile"].value, start=c["start"].value))
 
     def run(self) -> ExploreResult | None:
         """Retrain with the current settings and show the result; an error is shown in

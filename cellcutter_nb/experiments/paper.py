@@ -234,6 +234,44 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
     return pd.DataFrame(rows)
 
 
+def starting_model_unseen(profile: str | Profile = "quick", preset: str | Preset = "fast",
+                          seed: int = 0, *, channels: Sequence[str] = ("fl", "nuc"),
+                          cache_dir: str | Path | None | bool = True,
+                          progress: bool | None = None) -> pd.DataFrame:
+    """The shipped starting model (:mod:`cellcutter_nb.core.starting`), without any
+    fine-tuning, on every replicate: an unseen image for it too (it trained on synthetic
+    fields of other seeds).
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`unseen_image`, ``trained_on`` = ``"starting model"``;
+        ``agreement`` and ``miou_own`` against each replicate's own model of ``channels``.
+
+    Raises
+    ------
+    ValueError
+        No starting model for ``channels`` or for the preset's patch geometry.
+    """
+    from ..core.starting import load_starting_model  # Keras on demand
+
+    prof, pre = _resolve(profile, preset)
+    channels = check_combinations([channels])[0]
+    unet, _ = load_starting_model(channels, pre)
+    rows = []
+    for b in progress_bar(range(prof.n_replicates), "replicates", progress):
+        own = fit(prof, pre, b, channels, seed=seed, cache_dir=cache_dir)
+        target = replicate(prof, pre, b, seed)
+        labels = predict_field(unet, target.field, channels, pre, markers=own.markers,
+                               mask=target.mask_for(channels))
+        rows.append({"combination": combo_name(channels), "trained_on": "starting model",
+                     "applied_to": b,
+                     "agreement": float(per_cell_iou(labels, own.labels)["iou"].mean()),
+                     "miou_unseen": score(labels, target.field.labels, own.markers)[0]["miou"],
+                     "miou_own": own.scores["miou"]})
+    return pd.DataFrame(rows)
+
+
 def edge_cells(labels: np.ndarray) -> np.ndarray:
     """Ground-truth cells that touch the background (clump edge), as label numbers.
 

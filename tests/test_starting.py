@@ -1,0 +1,95 @@
+"""Starting models: saving, loading, the checks against channels and patch geometry, and
+fine-tuning the shipped one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+
+from cellcutter_nb.app.pipeline import segment, starting_point
+from cellcutter_nb.config import get_preset, get_profile
+from cellcutter_nb.core import starting
+from cellcutter_nb.core.model import build_unet
+from cellcutter_nb.data.synth import make_field
+
+FAST = get_preset("fast")
+
+
+def _card(name: str = "fl_nuc", channels: tuple[str, ...] = ("fl", "nuc"),
+          **changes) -> starting.ModelCard:
+    card = starting.ModelCard(
+        name=name, channels=list(channels), patch_size=FAST.patch_size, width=4, depth=2,
+        norm=FAST.normalisation, prior=list(FAST.prior or ()),
+        position_sigma=FAST.position_sigma, preset="fast")
+    return replace(card, **changes)
+
+
+def _tiny_unet(card: starting.ModelCard):
+    return build_unet(len(card.channels) + 1, card.width, card.depth, card.patch_size,
+                      seed=3, norm=card.norm, prior=tuple(card.prior) or None)
+
+
+def test_a_saved_model_loads_with_its_weights_to_float16_precision(tmp_path):
+    card = _card()
+    unet = _tiny_unet(card)
+    path = starting.save_starting_model(unet, card, tmp_path)
+    assert path.name == "fl_nuc.npz" and json.loads((tmp_path / "fl_nuc.json").read_text())[
+        "channels"] == ["fl", "nuc"]
+    loaded, loaded_card = starting.load_starting_model(("fl", "nuc"), FAST, tmp_path)
+    assert loaded_card == card
+    for saved, read in zip(unet.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_allclose(read, saved, rtol=1e-3, atol=1e-4)
+    x = np.random.default_rng(0).normal(size=(2, FAST.patch_size, FAST.patch_size, 3))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), unet.predict(x, verbose=0),
+                               atol=2e-2)
+
+
+def test_other_channels_or_order_are_refused_with_the_fix(tmp_path):
+    card = _card()
+    starting.save_starting_model(_tiny_unet(card), card, tmp_path)
+    with pytest.raises(ValueError, match=r"No starting model for channels \('bf', 'nuc'\); "
+                                         r"shipped: fl\+nuc.*--start scratch"):
+        starting.load_starting_model(("bf", "nuc"), FAST, tmp_path)
+    with pytest.raises(ValueError, match=r"reads channels \['fl', 'nuc'\], not "
+                                         r"\['nuc', 'fl'\]"):
+        card.check(("nuc", "fl"), FAST)
+
+
+def test_another_patch_geometry_is_refused(tmp_path):
+    card = _card()
+    starting.save_starting_model(_tiny_unet(card), card, tmp_path)
+    other = replace(FAST, patch_size=FAST.patch_size * 2)
+    with pytest.raises(ValueError, match=rf"takes {FAST.patch_size}-px patches.*"
+                                         rf"cuts {2 * FAST.patch_size}-px"):
+        starting.load_starting_model(("fl", "nuc"), other, tmp_path)
+
+
+def test_a_card_without_weights_is_not_available(tmp_path):
+    (tmp_path / "fl.json").write_text(json.dumps(asdict(_card("fl", ("fl",)))))
+    assert starting.available(tmp_path) == []
+
+
+def test_auto_starts_from_scratch_where_no_model_fits_and_pretrained_refuses():
+    assert starting_point("auto", ("bf",), FAST) == (None, None)
+    with pytest.raises(ValueError, match="No starting model for channels"):
+        starting_point("pretrained", ("bf",), FAST)
+    with pytest.raises(ValueError, match="start='best'; choose one of"):
+        starting_point("best", ("fl", "nuc"), FAST)
+
+
+def test_the_shipped_model_fine_tunes_on_smoke_repeatably():
+    card = starting.find_card(("fl", "nuc"))
+    assert card.training["patches_seen"] >= 20_000 and card.scores
+    assert set(card.training["field_seeds"]).isdisjoint(range(100))
+    assert (starting.MODELS_DIR / f"{card.name}.npz").stat().st_size <= 5 * 2**20
+    field = make_field(0, shape=160)
+    labels, _, history = segment(field, ("fl", "nuc"), "fast", get_profile("smoke"),
+                                 start="pretrained", progress=False)
+    assert history.attrs["start"] == card
+    assert labels.shape == field.shape and labels.max() > 0
+    again, _, _ = segment(field, ("fl", "nuc"), "fast", get_profile("smoke"),
+                          start="pretrained", progress=False)
+    np.testing.assert_array_equal(again, labels)
