@@ -19,8 +19,9 @@ Outputs under ``--out``: ``<variant>_s<seed>.csv`` (history), ``references.csv``
 ``summary.csv`` (mIOU at each ``--report`` volume, patches and seconds to each target)
 and ``curves.png``.
 
-Example (2 CPU cores, ~8 min a run): ``python benchmarks/convergence.py --seeds 0 1 2
---variants paper original_code fast --patches 60000 --out benchmarks/results/quick640``.
+Example (2 CPU cores, about an hour): ``python benchmarks/convergence.py --seeds 0 1 2
+--variants fast paper original_code --patches 30000 --budget paper=10000
+original_code=10000 --report 5000 10000 20000 30000 --out benchmarks/results/quick640``.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
     parser.add_argument("--patches", type=int, default=20000)
+    parser.add_argument("--budget", nargs="*", default=[], metavar="VARIANT=N",
+                        help="patches for one variant instead of --patches (e.g. paper=10000)")
     parser.add_argument("--variants", nargs="+", default=["paper", "original_code", "fast"])
     parser.add_argument("--channels", default="fl,nuc")
     parser.add_argument("--report", type=int, nargs="+", default=[5000, 20000, 60000])
@@ -159,22 +162,26 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    budgets = {name: int(n) for name, n in (b.split("=") for b in args.budget)}
     channels = tuple(args.channels.split(","))
     profile = config.get_profile(args.profile).replace(
         field_size=args.size, unet_width=args.width, steps_per_epoch=args.steps)
-    ref_rows = []
+    refs = out / "references.csv"  # kept: a second invocation adds variants or seeds
+    ref_rows = pd.read_csv(refs).to_dict("records") if refs.is_file() else []
     for seed in args.seeds:
         t0 = time.perf_counter()
         field = synth.make_field(seed, shape=args.size)
         nuclei = mk.nuclei_from_image(field["nuc"], pixel_size=field.pixel_size)
         markers, fg = mk.markers_from_labels(nuclei), mm.graph_cut(field["fl"])
-        ref_rows.append({"seed": seed, "cells": field.n_cells, "markers": len(markers),
-                         **references(field, markers, nuclei, fg, profile, channels, seed),
-                         "prep_s": time.perf_counter() - t0})
-        print(json.dumps(ref_rows[-1]), flush=True)
-        pd.DataFrame(ref_rows).to_csv(out / "references.csv", index=False)
+        if seed not in {int(r["seed"]) for r in ref_rows}:
+            ref_rows.append({"seed": seed, "cells": field.n_cells, "markers": len(markers),
+                             **references(field, markers, nuclei, fg, profile, channels, seed),
+                             "prep_s": time.perf_counter() - t0})
+            print(json.dumps(ref_rows[-1]), flush=True)
+            pd.DataFrame(ref_rows).to_csv(refs, index=False)
         for name in args.variants:
-            run_variant(name, field, markers, fg, profile, channels, seed, args.patches, out)
+            run_variant(name, field, markers, fg, profile, channels, seed,
+                        budgets.get(name, args.patches), out)
     summarise(out, args.report, {"position_only+0.05": 0.05, "cellprofiler_same_mask": 0.0})
     plot(out)
 

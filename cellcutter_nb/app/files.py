@@ -160,18 +160,18 @@ def segment_files(*, out: str | os.PathLike, fl: Any = None, bf: Any = None, nuc
     if net is None:
         if ckpt_note:
             say(ckpt_note)
-        labels, net, stopped, seen = _train(field, used, preset, prof, mk, mask, signals, say,
-                                            seed=seed, max_seconds=max_seconds,
-                                            progress=progress, checkpoint_dir=checkpoint,
-                                            start=start)
+        labels, net, stopped, seen, start_seen = _train(
+            field, used, preset, prof, mk, mask, signals, say, seed=seed,
+            max_seconds=max_seconds, progress=progress, checkpoint_dir=checkpoint, start=start)
     else:
         labels = predict_field(net, field, used, preset, markers=mk, mask=mask)
-        stopped, seen = "loaded", None
+        stopped, seen, start_seen = "loaded", None, 0
     # 3. write under temporary names, then move all into place
     n_cells = _write(outs, np.asarray(labels, np.uint32), field, used, mk, net, preset,
                      overwrite, signals)
     return SegmentOutputs(outs.labels, outs.overlay, outs.cells, outs.model, len(mk),
-                          n_cells, time.perf_counter() - t0, stopped, one_piece(labels), seen)
+                          n_cells, time.perf_counter() - t0, stopped, one_piece(labels), seen,
+                          start_seen)
 
 
 def _outputs(out: str | os.PathLike, save_model: str | os.PathLike | None, overwrite: bool,
@@ -201,18 +201,24 @@ def _loaded(model: str | os.PathLike, used: Sequence[str], preset: Preset,
 def _train(field: Field, used: tuple[str, ...], preset: Preset, prof: Profile,
            mk: np.ndarray, mask: np.ndarray | None, signals: SignalStop | None,
            say: Callable[[str], None],
-           **train_kwargs: Any) -> tuple[np.ndarray, Any, str, int]:
+           **train_kwargs: Any) -> tuple[np.ndarray, Any, str, int, int]:
     """Train and integrate; a signal during training (``signals`` soft) ends it like the
-    time cap does. Returns labels, network, why it stopped and the patches it saw."""
+    time cap does. Returns labels, network, why it stopped, the patches it saw and those
+    the starting model saw before (0 from scratch)."""
     phase = signals.soft() if signals is not None else contextlib.nullcontext()
     with phase:
         labels, net, history = segment(
             field, used, preset, prof, markers=mk, mask=mask,
             should_stop=signals.requested if signals is not None else None, **train_kwargs)
     stopped = str(history.attrs.get("stopped", ""))
+    card = history.attrs.get("start")
+    if card is not None:
+        say(f"started from the starting model {card.name} "
+            f"({card.training['patches_seen']:,} patches on synthetic fields)")
     say(f"trained {len(history)} epoch(s) in {history.attrs.get('seconds', 0):.1f} s "
         f"(stopped: {stopped})")
-    return labels, net, stopped, int(history["patches_seen"].iloc[-1])
+    return (labels, net, stopped, int(history["patches_seen"].iloc[-1]),
+            0 if card is None else int(card.training["patches_seen"]))
 
 
 def _write(outs: SegmentOutputs, labels: np.ndarray, field: Field, used: Sequence[str],

@@ -55,6 +55,7 @@ class SegmentOutputs:
     stopped: str = ""
     n_one_piece: int = 0
     patches_seen: int | None = None  # None: a model trained before (--model)
+    start_patches: int = 0  # patches the starting model saw before (--start pretrained)
 
     def summary(self, preset: str | Preset) -> str:
         """What the run made, without success wording for a fragmented or under-trained
@@ -68,13 +69,21 @@ class SegmentOutputs:
         >>> print(res.summary("paper"))  # doctest: +NORMALIZE_WHITESPACE
         313 labels for 313 markers, 41 of them one connected piece; under-trained:
         1,454 patches seen (< 100,000); train longer (--max-seconds, a GPU) before trusting them
+        >>> from dataclasses import replace
+        >>> print(replace(res, start_patches=60_000).summary("fast"))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        313 labels for 313 markers, 41 of them one connected piece; 61,454 patches seen
+        (60,000 by the starting model)
         """
         text = (f"{self.n_cells} labels for {self.n_markers} markers, {self.n_one_piece} of "
                 f"them one connected piece; ")
         if self.patches_seen is None:
             return text + "model trained before (--model)"
-        text += training_label(self.patches_seen, preset)
-        if under_trained(self.patches_seen, preset):
+        seen = self.patches_seen + self.start_patches
+        text += training_label(seen, preset)
+        if self.start_patches:
+            text += f" ({self.start_patches:,} by the starting model)"
+        if under_trained(seen, preset):
             text += "; train longer (--max-seconds, a GPU) before trusting them"
         return text
 
