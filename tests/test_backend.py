@@ -45,11 +45,12 @@ def test_deterministic_switch_too_late_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_smoke_training_repeats_across_processes():
+@pytest.mark.parametrize("preset", ["paper", "fast"])
+def test_smoke_training_repeats_across_processes(preset):
     # the standard: a smoke run gives the same numbers twice on CPU (2 threads here)
     code = ("from cellcutter_nb.experiments import model_cache\n"
             "from cellcutter_nb.config import get_preset, get_profile\n"
-            "r = model_cache.fit(get_profile('smoke'), get_preset('paper'), 0, ('fl', 'nuc'),"
+            f"r = model_cache.fit(get_profile('smoke'), get_preset({preset!r}), 0, ('fl', 'nuc'),"
             " seed=0, cache_dir=False)\n"
             "print(repr(r.history['loss'].tolist() + [r.scores['miou']]))")
     outs = [_probe(None, code) for _ in range(2)]

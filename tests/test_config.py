@@ -104,3 +104,21 @@ def test_import_does_not_pull_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_departure_of_fast_from_the_paper_is_named_in_the_presets_notes():
+    from dataclasses import fields
+
+    from cellcutter_nb import presets
+
+    paper, fast = config.get_preset("paper"), config.get_preset("fast")
+    changed = {f.name for f in fields(paper)
+               if getattr(paper, f.name) != getattr(fast, f.name)} - {"name"}
+    # converged_patches is a label threshold (how much is "under-trained"), not the method
+    assert changed - {"converged_patches"} == {
+        "learning_rate", "normalisation", "position_prior", "boundary_weight", "integration",
+        "one_piece"}  # the prior's level and κ only act with a prior / a boundary weight
+    notes = presets.__doc__
+    for name in changed - {"learning_rate", "converged_patches"}:
+        assert f"``{name}``" in notes, name
+    assert "Learning rate 0.001" in notes
