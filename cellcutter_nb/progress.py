@@ -117,6 +117,9 @@ class TrainingBar:
         Label of the bar and the summary.
     file : file, optional
         Where to write; default :func:`stream`.
+    prior_patches : int
+        Patches the network saw before this run (a starting model): added to the volume
+        that decides *under-trained*, and named in the summary.
 
     Examples
     --------
@@ -133,13 +136,14 @@ class TrainingBar:
     """
 
     def __init__(self, total_steps: int, preset: str | Preset, progress: bool | None = None,
-                 desc: str = "training", file: IO[str] | None = None) -> None:
+                 desc: str = "training", file: IO[str] | None = None,
+                 prior_patches: int = 0) -> None:
         from tqdm.std import tqdm  # text, not a widget (see above)
 
         self.preset, self.desc, self.total = get_preset(preset), desc, int(total_steps)
         self.file = file or stream()
         self.show = not quiet() if progress is None else bool(progress)
-        self.steps, self.patches = 0, 0
+        self.steps, self.patches, self.prior = 0, 0, int(prior_patches)
         self.last: dict = {}
         self.bar = tqdm(total=self.total, desc=desc, unit="step", file=self.file,
                         disable=not self.show, leave=False, dynamic_ncols=True)
@@ -177,7 +181,8 @@ class TrainingBar:
             text += f", loss {self.last['loss']:.3g}"
         if "miou" in self.last:
             text += f", mIOU {self.last['miou']:.3f}"
-        return f"{text}; {training_label(self.patches, self.preset)}"
+        text = f"{text}; {training_label(self.patches + self.prior, self.preset)}"
+        return text + (f" ({self.prior:,} by the starting model)" if self.prior else "")
 
     def close(self, stopped: str) -> None:
         """Remove the bar and write :meth:`summary` in its place."""

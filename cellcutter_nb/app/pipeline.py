@@ -179,8 +179,9 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             raise ValueError(f"mask must be 'auto', an array or None, got {mask!r}.")
         mask = foreground_mask(field, scribbles, preset)
     unet, card = starting_point(start, channels, preset)
+    prior = 0 if card is None else int(card.training["patches_seen"])
     result = train(field, channels, preset, profile, mask=mask, markers=markers, seed=seed,
-                   unet=unet, progress=progress, **train_kwargs)
+                   unet=unet, progress=progress, prior_patches=prior, **train_kwargs)
     labels = predict_field(result.model, field, channels, preset, markers=markers, mask=mask)
     history = pd.DataFrame(result.history)
     history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,

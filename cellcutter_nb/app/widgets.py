@@ -141,14 +141,16 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     p = check_params(params, **changes)
     base = get_preset("fast") if p.start == "pretrained" else _PAPER  # the model's recipe
     preset = base.replace(lam=p.lam, beta=p.beta, position_sigma=p.position_sigma)
-    unet, _ = starting_point(p.start, p.channels, preset)
+    unet, card = starting_point(p.start, p.channels, preset)
+    prior = 0 if card is None else int(card.training["patches_seen"])
     field = make_area(p.field_seed, p.size)
     markers = field.markers
     fg = area_mask(field, p.channels, p.seed)
     images = Field(dict(field.channels), field.pixel_size, name=field.name, meta=field.meta)
     result = train(images, p.channels, preset, step_profile(p.profile),  # no truth: no scoring
                    mask=fg if p.use_mask else None, markers=markers, seed=p.seed,
-                   progress=progress, max_seconds=p.budget, on_epoch=on_epoch, unet=unet)
+                   progress=progress, max_seconds=p.budget, on_epoch=on_epoch, unet=unet,
+                   prior_patches=prior)
     labels = predict_field(result.model, field, p.channels, preset, markers=markers,
                            mask=fg if p.use_mask else None)
     position_only = nearest_marker_partition(markers, fg)
@@ -160,7 +162,7 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     title = (f"{chan.combo_name(p.channels)}, λ={p.lam:g}, β={p.beta:g}"
              f"{'' if p.use_mask else ' (no mask)'}, σ={p.position_sigma:g}; area {p.size}² "
              f"seed {p.field_seed}, {p.profile}; "
-             f"{training_label(result.history['patches_seen'].iloc[-1], preset)}")
+             f"{training_label(result.history['patches_seen'].iloc[-1] + prior, preset)}")
     fig = figures.partitions(field[p.channels[0]], field.labels, {
         "unsupervised": labels, "position only": position_only}, table, title)
     return ExploreResult(labels, table, fig, summary, position_only, result.history, p,

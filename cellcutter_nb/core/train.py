@@ -104,6 +104,9 @@ class TrainOptions:
     should_stop : callable, optional
         Polled after every step; when it returns True the run ends there, as at the time
         cap, with ``stopped = "interrupted"`` (the command line's Ctrl-C / SIGTERM).
+    prior_patches : int
+        Patches the starting ``unet`` saw before this run (a shipped starting model's
+        card): counted in the summary line's volume, not in ``patches_seen``.
 
     Examples
     --------
@@ -123,6 +126,7 @@ class TrainOptions:
     max_patches: int | None = None
     on_epoch: Callable[[dict], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    prior_patches: int = 0
 
 
 def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
@@ -169,7 +173,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     opts = dataclasses.replace(options or TrainOptions(), **changes)
     check_seconds(opts.max_seconds)
     run = _start(field, channels, preset, profile, mask, markers, seed, unet, opts)
-    bar = TrainingBar(profile.max_epochs * profile.steps_per_epoch, preset, opts.progress)
+    bar = TrainingBar(profile.max_epochs * profile.steps_per_epoch, preset, opts.progress,
+                      prior_patches=opts.prior_patches)
     bar.resume(run.start_epoch * profile.steps_per_epoch, run.seen)
     for epoch in range(run.start_epoch, profile.max_epochs):
         row = _epoch(run, epoch, bar.step)
