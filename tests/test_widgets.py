@@ -93,7 +93,8 @@ def test_explorer_builds_headless_with_documented_ranges():
     ui = widgets.Explorer()
     c = ui.controls
     assert set(c) == {"lam", "beta", "position_sigma", "fl", "bf", "nuc", "use_mask", "size",
-                      "field_seed", "seed", "profile", "max_seconds"}
+                      "field_seed", "seed", "profile", "max_seconds", "start"}
+    assert c["start"].options == ("scratch", "pretrained") and c["start"].value == "scratch"
     for name, (lo, hi, step) in RANGES.items():
         assert (c[name].min, c[name].max, c[name].step) == (lo, hi, step), name
     defaults = ExploreParams()
@@ -163,3 +164,19 @@ def test_explorer_error_clears_the_last_run(result, monkeypatch):
     assert ui.result is None and ui.progress.value == 0 and ui.count.value == ""
     assert len(cleared) == 3  # cleared when the run started, and again on the error
     assert "RuntimeError: out of &lt;memory&gt;" in ui.status.value
+
+
+def test_explorer_fine_tunes_the_starting_model_with_its_recipe(monkeypatch):
+    seen = {}
+
+    def fake_train(images, channels, preset, profile, **kwargs):
+        seen.update(preset=preset, unet=kwargs["unet"], prior=kwargs["prior_patches"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("cellcutter_nb.core.train.train", fake_train)
+    with pytest.raises(RuntimeError, match="stop here"):
+        widgets.explore(start="pretrained", lam=2.0)
+    assert seen["preset"].name == "fast" and seen["preset"].lam == 2.0
+    assert seen["unet"] is not None and seen["prior"] >= 20_000
+    with pytest.raises(ValueError, match="start='best' is invalid"):
+        check_params(start="best")
