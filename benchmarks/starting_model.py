@@ -70,14 +70,17 @@ def default_budget(seeds, size: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def finetune(seeds, size: int, seconds: float, steps: int) -> pd.DataFrame:
+def finetune(seeds, size: int, seconds: float, steps: int,
+             learning_rate: float | None = None) -> pd.DataFrame:
     """mIOU against fine-tuning time from the starting model (epoch -1: before)."""
     preset = config.get_preset("fast")
+    if learning_rate is not None:
+        preset = preset.replace(finetune_learning_rate=learning_rate)
     profile = config.get_profile("quick").replace(max_epochs=10_000, steps_per_epoch=steps)
     rows = []
     for seed in seeds:
         field, markers, fg, refs = prepared(seed, size)
-        unet, _ = load_starting_model(CHANNELS, preset)
+        unet, card = load_starting_model(CHANNELS, preset)
         before = predict_field(unet, field, CHANNELS, preset, markers=markers, mask=fg)
         rows.append({"seed": seed, "epoch": -1, "patches_seen": 0, "seconds": 0.0,
                      "miou": miou(before, field, markers), **refs})
@@ -90,7 +93,8 @@ def finetune(seeds, size: int, seconds: float, steps: int) -> pd.DataFrame:
             print(json.dumps(rows[-1]), flush=True)
 
         train(field, CHANNELS, preset, profile, mask=fg, markers=markers, seed=0, unet=unet,
-              tol=0.0, max_seconds=seconds, progress=False, on_epoch=show)
+              prior_patches=card.training["patches_seen"], tol=0.0, max_seconds=seconds,
+              progress=False, on_epoch=show)
     return pd.DataFrame(rows)
 
 
@@ -101,6 +105,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--steps", type=int, default=40, help="steps per scored epoch")
+    parser.add_argument("--lr", type=float,
+                        help="fine-tuning learning rate (default: fast's finetune_learning_rate)")
     parser.add_argument("--out", default="benchmarks/results/starting")
     args = parser.parse_args()
     out = Path(args.out)
@@ -108,8 +114,9 @@ def main() -> None:
     if args.tune_seeds:
         default_budget(args.tune_seeds, args.size).to_csv(out / "default.csv", index=False)
     if args.seeds:
-        finetune(args.seeds, args.size, args.seconds, args.steps).to_csv(
-            out / "finetune.csv", index=False)
+        name = "finetune.csv" if args.lr is None else f"finetune_lr{args.lr:g}.csv"
+        finetune(args.seeds, args.size, args.seconds, args.steps, args.lr).to_csv(
+            out / name, index=False)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,8 @@ def get_profile(profile: str | Profile) -> Profile:
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {"__type__": type(obj).__name__, **{
-            f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+            f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if f.metadata.get("cache_key", True)}}  # see Preset.finetune_learning_rate
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

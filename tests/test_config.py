@@ -115,10 +115,20 @@ def test_every_departure_of_fast_from_the_paper_is_named_in_the_presets_notes():
     changed = {f.name for f in fields(paper)
                if getattr(paper, f.name) != getattr(fast, f.name)} - {"name"}
     # converged_patches is a label threshold (how much is "under-trained"), not the method
-    assert changed - {"converged_patches"} == {
+    assert changed - {"converged_patches"} == ({
         "learning_rate", "normalisation", "position_prior", "boundary_weight", "integration",
-        "one_piece"}  # the prior's level and κ only act with a prior / a boundary weight
+        "one_piece", "finetune_learning_rate"})  # the prior's level, κ: only with prior, weight
     notes = presets.__doc__
     for name in changed - {"learning_rate", "converged_patches"}:
         assert f"``{name}``" in notes, name
     assert "Learning rate 0.001" in notes
+
+
+def test_the_fine_tuning_rate_is_not_in_cache_keys_but_is_validated():
+    fast = config.get_preset("fast")
+    assert fast.finetune_learning_rate == 0.0002
+    # a fit from scratch never uses it: its cached runs stay valid whatever it is
+    assert config.config_hash(fast) == config.config_hash(fast.replace(finetune_learning_rate=1.0))
+    assert config.config_hash(fast) != config.config_hash(fast.replace(learning_rate=1.0))
+    with pytest.raises(ValueError, match="finetune_learning_rate must be > 0"):
+        fast.replace(finetune_learning_rate=0.0)

@@ -93,3 +93,22 @@ def test_the_shipped_model_fine_tunes_on_smoke_repeatably():
     again, _, _ = segment(field, ("fl", "nuc"), "fast", get_profile("smoke"),
                           start="pretrained", progress=False)
     np.testing.assert_array_equal(again, labels)
+
+
+@pytest.mark.parametrize(("prior", "rate"), [(0, FAST.learning_rate),
+                                             (60_000, FAST.finetune_learning_rate)])
+def test_a_run_from_a_starting_model_fine_tunes_at_the_presets_fine_tuning_rate(
+        monkeypatch, prior, rate):
+    from cellcutter_nb.core import train as train_module
+
+    used = {}
+
+    def stop(field, channels, preset, *args):
+        used["rate"] = preset.learning_rate
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(train_module, "_start", stop)
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_module.train(make_field(0, shape=96), ("fl", "nuc"), FAST, "smoke",
+                           prior_patches=prior)
+    assert used["rate"] == rate

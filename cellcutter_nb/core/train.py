@@ -106,7 +106,8 @@ class TrainOptions:
         cap, with ``stopped = "interrupted"`` (the command line's Ctrl-C / SIGTERM).
     prior_patches : int
         Patches the starting ``unet`` saw before this run (a shipped starting model's
-        card): counted in the summary line's volume, not in ``patches_seen``.
+        card): counted in the summary line's volume, not in ``patches_seen``; above 0
+        the run fine-tunes, at the preset's ``finetune_learning_rate`` when it has one.
 
     Examples
     --------
@@ -172,6 +173,8 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
     preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
     opts = dataclasses.replace(options or TrainOptions(), **changes)
     check_seconds(opts.max_seconds)
+    if opts.prior_patches and preset.finetune_learning_rate is not None:
+        preset = preset.replace(learning_rate=preset.finetune_learning_rate)
     run = _start(field, channels, preset, profile, mask, markers, seed, unet, opts)
     bar = TrainingBar(profile.max_epochs * profile.steps_per_epoch, preset, opts.progress,
                       prior_patches=opts.prior_patches)
