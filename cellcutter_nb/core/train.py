@@ -170,11 +170,9 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         ``seconds``,
         ``patches_per_second``.
     """
-    preset, profile = get_preset(preset), get_profile(profile)  # resolved here, once
     opts = dataclasses.replace(options or TrainOptions(), **changes)
     check_seconds(opts.max_seconds)
-    if opts.prior_patches and preset.finetune_learning_rate is not None:
-        preset = preset.replace(learning_rate=preset.finetune_learning_rate)
+    preset, profile = _fine_tuning(get_preset(preset), opts), get_profile(profile)  # once
     run = _start(field, channels, preset, profile, mask, markers, seed, unet, opts)
     bar = TrainingBar(profile.max_epochs * profile.steps_per_epoch, preset, opts.progress,
                       prior_patches=opts.prior_patches)
@@ -192,6 +190,13 @@ def train(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             break
     bar.close(run.stopped)
     return _finish(run)
+
+
+def _fine_tuning(preset: Preset, opts: TrainOptions) -> Preset:
+    """The preset at its fine-tuning rate when the run starts from a starting model."""
+    if opts.prior_patches and preset.finetune_learning_rate is not None:
+        return preset.replace(learning_rate=preset.finetune_learning_rate)
+    return preset
 
 
 @dataclass
