@@ -93,7 +93,7 @@ def finetune(seeds, size: int, seconds: float, steps: int,
             print(json.dumps(rows[-1]), flush=True)
 
         train(field, CHANNELS, preset, profile, mask=fg, markers=markers, seed=0, unet=unet,
-              prior_patches=card.training["patches_seen"], tol=0.0, max_seconds=seconds,
+              prior_patches=card.patches_seen, tol=0.0, max_seconds=seconds,
               progress=False, on_epoch=show)
     return pd.DataFrame(rows)
 

@@ -54,7 +54,7 @@ from .outputs import (
     temp_name,
     write_overlay,
 )
-from .pipeline import one_piece, segment
+from .pipeline import one_piece, patches_before, segment
 
 __all__ = ["segment_files"]
 
@@ -214,11 +214,11 @@ def _train(field: Field, used: tuple[str, ...], preset: Preset, prof: Profile,
     card = history.attrs.get("start")
     if card is not None:
         say(f"started from the starting model {card.name} "
-            f"({card.training['patches_seen']:,} patches on synthetic fields)")
+            f"({card.patches_seen:,} patches on synthetic fields)")
     say(f"trained {len(history)} epoch(s) in {history.attrs.get('seconds', 0):.1f} s "
         f"(stopped: {stopped})")
     return (labels, net, stopped, int(history["patches_seen"].iloc[-1]),
-            0 if card is None else int(card.training["patches_seen"]))
+            patches_before(card))
 
 
 def _write(outs: SegmentOutputs, labels: np.ndarray, field: Field, used: Sequence[str],

@@ -103,18 +103,32 @@ def starting_point(start: str, channels: Sequence[str], preset: Preset) -> tuple
     >>> starting_point("scratch", ("fl", "nuc"), get_preset("fast"))
     (None, None)
     """
-    from ..core.starting import find_card, load_starting_model  # Keras on demand
+    from ..core.starting import find_card, load_card_model  # Keras on demand
 
     if start not in START_CHOICES:
         raise ValueError(f"start={start!r}; choose one of {START_CHOICES}.")
     if start == "scratch":
         return None, None
-    if start == "auto":
-        try:
-            find_card(tuple(channels)).check(tuple(channels), preset)
-        except ValueError:
+    try:
+        card = find_card(tuple(channels))
+        card.check(tuple(channels), preset)
+    except ValueError:
+        if start == "auto":  # no shipped model fits: the paper's training from scratch
             return None, None
-    return load_starting_model(tuple(channels), preset)
+        raise
+    return load_card_model(card), card
+
+
+def patches_before(card: Any) -> int:
+    """Patches the starting network of a run saw before it (the card of
+    :func:`starting_point`), 0 from scratch.
+
+    Examples
+    --------
+    >>> patches_before(None)
+    0
+    """
+    return 0 if card is None else card.patches_seen
 
 
 def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
@@ -179,9 +193,9 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
             raise ValueError(f"mask must be 'auto', an array or None, got {mask!r}.")
         mask = foreground_mask(field, scribbles, preset)
     unet, card = starting_point(start, channels, preset)
-    prior = 0 if card is None else int(card.training["patches_seen"])
     result = train(field, channels, preset, profile, mask=mask, markers=markers, seed=seed,
-                   unet=unet, progress=progress, prior_patches=prior, **train_kwargs)
+                   unet=unet, progress=progress, prior_patches=patches_before(card),
+                   **train_kwargs)
     labels = predict_field(result.model, field, channels, preset, markers=markers, mask=mask)
     history = pd.DataFrame(result.history)
     history.attrs.update(markers=markers, mask=mask, stopped=result.stopped,

@@ -44,7 +44,7 @@ from ..prep.scribbles import synthetic_scribbles
 from ..progress import training_label
 from . import figures
 from .explore_settings import DEFAULT_SECONDS, RANGES, ExploreParams, check_params
-from .pipeline import starting_point
+from .pipeline import patches_before, starting_point
 
 __all__ = ["DEFAULT_SECONDS", "RANGES", "ExploreParams", "ExploreResult", "Explorer",
            "area_mask", "check_params", "explore", "make_area", "step_profile",
@@ -142,7 +142,7 @@ def explore(params: ExploreParams | Mapping[str, Any] | None = None, *,
     base = get_preset("fast") if p.start == "pretrained" else _PAPER  # the model's recipe
     preset = base.replace(lam=p.lam, beta=p.beta, position_sigma=p.position_sigma)
     unet, card = starting_point(p.start, p.channels, preset)
-    prior = 0 if card is None else int(card.training["patches_seen"])
+    prior = patches_before(card)
     field = make_area(p.field_seed, p.size)
     markers = field.markers
     fg = area_mask(field, p.channels, p.seed)

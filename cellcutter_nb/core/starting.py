@@ -37,8 +37,8 @@ from ..backend import keras
 from ..config import Preset
 from .model import build_unet
 
-__all__ = ["MODELS_DIR", "ModelCard", "available", "find_card", "load_starting_model",
-           "save_starting_model"]
+__all__ = ["MODELS_DIR", "ModelCard", "available", "find_card", "load_card_model",
+           "load_starting_model", "save_starting_model"]
 
 #: Folder of the shipped starting models (inside the package).
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -81,6 +81,11 @@ class ModelCard:
     preset: str
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def patches_seen(self) -> int:
+        """Patches the model saw in training (``training["patches_seen"]``)."""
+        return int(self.training.get("patches_seen", 0))
 
     def check(self, channels: Sequence[str], preset: Preset) -> None:
         """Refuse channels or patch geometry the model was not trained with.
@@ -133,12 +138,17 @@ def load_starting_model(channels: Sequence[str], preset: Preset,
     against the preset's patch geometry (:meth:`ModelCard.check`)."""
     card = find_card(channels, folder)
     card.check(channels, preset)
+    return load_card_model(card, folder), card
+
+
+def load_card_model(card: ModelCard, folder: Path = MODELS_DIR) -> keras.Model:
+    """The UNet of a model card, its float16 weights read back as float32."""
     unet = build_unet(len(card.channels) + 1, card.width, card.depth, card.patch_size,
                       norm=card.norm, prior=tuple(card.prior) or None)
     with np.load(folder / f"{card.name}.npz") as data:
         weights = [data[f"w{i}"].astype(np.float32) for i in range(len(data.files))]
     unet.set_weights(weights)
-    return unet, card
+    return unet
 
 
 def save_starting_model(unet: keras.Model, card: ModelCard, folder: Path = MODELS_DIR) -> Path:
