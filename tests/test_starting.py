@@ -14,6 +14,8 @@ from cellcutter_nb.config import get_preset, get_profile
 from cellcutter_nb.core import starting
 from cellcutter_nb.core.model import build_unet
 from cellcutter_nb.data.synth import make_field
+from cellcutter_nb.experiments import model_cache, paper, report
+from cellcutter_nb.experiments.starting_runs import STARTING_MODEL_ROW
 
 FAST = get_preset("fast")
 
@@ -112,3 +114,34 @@ def test_a_run_from_a_starting_model_fine_tunes_at_the_presets_fine_tuning_rate(
         train_module.train(make_field(0, shape=96), ("fl", "nuc"), FAST, "smoke",
                            prior_patches=prior)
     assert used["rate"] == rate
+
+
+def test_a_starting_model_is_never_scored_on_a_field_it_trained_on(tmp_path):
+    card = starting.find_card(("fl", "nuc"))
+    trained = int(card.training["field_seeds"][0])  # = field_seed(seed=1, index=0)
+    prof = get_profile("smoke")
+    with pytest.raises(ValueError, match=f"trained on synthetic field seed {trained}"):
+        model_cache.fit(prof, FAST, trained % 1000, ("fl", "nuc"), seed=trained // 1000,
+                        cache_dir=tmp_path, start="pretrained")
+    with pytest.raises(ValueError, match="start='warm'; choose one of"):
+        model_cache.fit(prof, FAST, 0, ("fl", "nuc"), cache_dir=tmp_path, start="warm")
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_table1_adds_a_fine_tuned_row_with_its_own_cache_entries_and_claims(tmp_path):
+    prof = get_profile("smoke").replace(field_size=160, n_replicates=2)
+    table = paper.table1(prof, FAST, combinations=[("fl", "nuc")], starting_models=True,
+                         cache_dir=tmp_path)
+    tuned = table[table["method"] == STARTING_MODEL_ROW]
+    assert sorted(tuned["replicate"]) == [0, 1] and set(tuned["combination"]) == {"FL+Nuc"}
+    assert (tuned["patches_seen"] > 0).all()
+    # a scratch run and a fine-tuned run of one replicate are two cache entries
+    assert len(list((tmp_path / "runs").iterdir())) == 2 * 2 + 2
+    scratch = table[(table["method"] == "CNN w/ mask") & (table["combination"] == "FL+Nuc")]
+    assert not np.allclose(scratch["miou"].to_numpy(), tuned["miou"].to_numpy())
+    claims = report.table1_conclusions(table).set_index("claim")
+    row = claims.loc["CNN from starting model > position only"]
+    expected = (tuned.set_index("replicate")["miou"] - table[
+        table["method"] == "position only"].set_index("replicate")["miou"]).mean()
+    assert row["n"] == 2 and row["ours"] == pytest.approx(expected)

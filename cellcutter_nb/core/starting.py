@@ -25,6 +25,7 @@ ValueError: No starting model for channels ('bf',); shipped: ...
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,7 @@ from ..config import Preset
 from .model import build_unet
 
 __all__ = ["MODELS_DIR", "ModelCard", "available", "find_card", "load_card_model",
-           "load_starting_model", "save_starting_model"]
+           "load_starting_model", "save_starting_model", "weights_digest"]
 
 #: Folder of the shipped starting models (inside the package).
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -106,6 +107,37 @@ class ModelCard:
                              f"preset {preset.name!r} cuts {preset.patch_size}-px patches "
                              f"with σ {preset.position_sigma:g}. Use a preset with those "
                              f"values or start from scratch.")
+
+
+    def check_unseen(self, field_seed: int) -> None:
+        """Refuse to score the model on a synthetic field it was trained on.
+
+        Raises
+        ------
+        ValueError
+            ``field_seed`` is one of the card's training field seeds.
+
+        Examples
+        --------
+        >>> card = ModelCard("m", ["fl"], 64, 16, 4, "group", [], 15.0, "fast",
+        ...                  training={"field_seeds": [1000, 1001]})
+        >>> card.check_unseen(0)
+        >>> card.check_unseen(1001)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: The starting model 'm' was trained on synthetic field seed 1001; ...
+        """
+        if int(field_seed) in {int(s) for s in self.training.get("field_seeds", [])}:
+            raise ValueError(f"The starting model {self.name!r} was trained on synthetic "
+                             f"field seed {field_seed}; scoring it there would not be an "
+                             f"unseen image. Use another experiment seed (fields "
+                             f"1000·seed + replicate) or start from scratch.")
+
+
+def weights_digest(card: ModelCard, folder: Path = MODELS_DIR) -> str:
+    """First 16 hex digits of the SHA-256 of a starting model's weight file (a cache key
+    part: retraining the shipped model makes runs fine-tuned from it stale)."""
+    return hashlib.sha256((folder / f"{card.name}.npz").read_bytes()).hexdigest()[:16]
 
 
 def available(folder: Path = MODELS_DIR) -> list[ModelCard]:

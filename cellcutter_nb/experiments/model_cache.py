@@ -54,6 +54,8 @@ from ..prep.scribbles import synthetic_scribbles
 
 #: Bump when a change to training or scoring makes cached runs stale.
 CACHE_VERSION = 1
+#: Where a run's training starts: random weights, or the shipped starting model.
+START_CHOICES = ("scratch", "pretrained")
 #: The Profile fields that shape one segmentation run. The replicate count and the
 #: synthetic-nucleus settings do not, so changing them keeps the cached runs.
 RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
@@ -187,22 +189,43 @@ class Run:
 
 
 def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str],
-            with_mask: bool, seed: int, markers: np.ndarray | None = None) -> str:
+            with_mask: bool, seed: int, markers: np.ndarray | None = None,
+            start: str | None = None) -> str:
     """Cache key of a run: the profile's :data:`RUN_PROFILE_FIELDS`, the whole preset, the
     replicate, seed, channels and mask; markers other than the replicate's own enter by
-    content."""
+    content, a starting network (``start``, e.g. ``"fl_nuc:<weights digest>"``) by name
+    and weights (runs from scratch keep the keys they had before starting models)."""
     extra = {"version": CACHE_VERSION, "replicate": int(index), "seed": int(seed),
              "channels": list(channels), "mask": bool(with_mask)}
+    if start is not None:
+        extra["start"] = start
     if markers is not None:
         extra["markers"] = hashlib.sha256(
             np.ascontiguousarray(markers, np.float64).tobytes()).hexdigest()[:16]
     return config_hash(profile.subset(RUN_PROFILE_FIELDS), preset, extra)
 
 
+def _starting_card(start: str, channels: tuple[str, ...], preset: Preset,
+                   field: int) -> tuple[object, str | None]:
+    """A run's starting point: ``(None, None)`` from scratch; for ``"pretrained"`` the
+    card of the shipped starting model of ``channels`` (refused on a field it was trained
+    on) and its cache-key tag ``"<name>:<weights digest>"``."""
+    if start not in START_CHOICES:
+        raise ValueError(f"start={start!r}; choose one of {START_CHOICES}.")
+    if start == "scratch":
+        return None, None
+    from ..core import starting  # Keras on demand: only when a model is fine-tuned
+
+    card = starting.find_card(channels)
+    card.check(channels, preset)
+    card.check_unseen(field)
+    return card, f"{card.name}:{starting.weights_digest(card)}"
+
+
 def fit(profile: Profile, preset: Preset, index: int,
         channels: Sequence[str], *, with_mask: bool = True, seed: int = 0,
         markers: np.ndarray | None = None, cache_dir: str | Path | None | bool = True,
-        refresh: bool = False) -> Run:
+        refresh: bool = False, start: str = "scratch") -> Run:
     """Train (or load from the cache) the model of one replicate and channel set.
 
     Parameters
@@ -225,16 +248,21 @@ def fit(profile: Profile, preset: Preset, index: int,
         cache (the model stays in memory).
     refresh : bool
         Retrain even when the cache holds this run.
+    start : {"scratch", "pretrained"}
+        Train from random weights (the paper) or fine-tune the shipped starting model of
+        ``channels`` (:mod:`cellcutter_nb.core.starting`; refused on its training fields).
 
     Returns
     -------
     Run
     """
+    from ..core.starting import load_card_model  # Keras on demand: only when training
     from ..core.train import train  # Keras on demand: only when a model is trained
 
     channels = tuple(channels)
     rep = replicate(profile, preset, int(index), int(seed))
-    key = run_key(profile, preset, index, channels, with_mask, seed, markers)
+    card, start_tag = _starting_card(start, channels, preset, field_seed(seed, index))
+    key = run_key(profile, preset, index, channels, with_mask, seed, markers, start_tag)
     own = rep.markers if markers is None else np.asarray(markers, np.float64)
     root = default_cache_dir(profile) if cache_dir is True else cache_dir or None
     folder = Path(root) / "runs" / key if root else None
@@ -245,7 +273,9 @@ def fit(profile: Profile, preset: Preset, index: int,
             print(f"cache entry {folder} is unreadable ({err}); training it again", flush=True)
             refresh = True
     mask = rep.mask_for(channels) if with_mask else None
-    result = train(rep.field, channels, preset, profile, mask=mask, markers=own, seed=seed)
+    unet = None if card is None else load_card_model(card)
+    result = train(rep.field, channels, preset, profile, mask=mask, markers=own, seed=seed,
+                   unet=unet, prior_patches=0 if card is None else card.patches_seen)
     labels = predict_field(result.model, rep.field, channels, preset, markers=own, mask=mask)
     scores, cells = score(labels, rep.field.labels, own)
     scores.update(stopped=result.stopped, seconds=float(result.seconds),

@@ -45,6 +45,7 @@ from ..metrics import per_cell_iou, score
 from ..prep.baseline import cellprofiler_baseline, nearest_marker_partition
 from ..progress import progress_bar
 from .model_cache import Run, fit, replicate
+from .starting_runs import starting_model_rows
 
 #: The paper's figures (mean, std), keyed as our tables are.
 PUBLISHED: dict[str, dict] = {
@@ -130,9 +131,17 @@ def _references(prof: Profile, pre: Preset, index: int, seed: int) -> list[dict]
 
 def table1(profile: str | Profile = "quick", preset: str | Preset = "paper", seed: int = 0, *,
            combinations: Iterable[Sequence[str]] = COMBINATIONS,
-           cache_dir: str | Path | None | bool = True,
+           starting_models: bool = False, cache_dir: str | Path | None | bool = True,
            progress: bool | None = None) -> pd.DataFrame:
     """Table 1: per-cell mIOU (and AP/F1 at IoU 0.5) of every run, one row per replicate.
+
+    Parameters
+    ----------
+    starting_models : bool
+        Add the rows of :func:`cellcutter_nb.experiments.starting_runs.starting_model_rows`:
+        the with-mask runs of every combination that has a shipped starting model,
+        fine-tuned from it for the profile's budget instead of trained from random
+        weights (not in the paper; the model saw no image of the replicates).
 
     Returns
     -------
@@ -144,11 +153,13 @@ def table1(profile: str | Profile = "quick", preset: str | Preset = "paper", see
         over replicates.
     """
     prof, pre = _resolve(profile, preset)
+    combos = check_combinations(combinations)
     rows = []
-    for run in _grid(prof, pre, seed, check_combinations(combinations), (True, False), None,
-                     cache_dir, progress):
+    for run in _grid(prof, pre, seed, combos, (True, False), None, cache_dir, progress):
         rows.append(dict(run.scores, method="CNN w/ mask" if run.with_mask else "CNN w/o mask",
                          combination=combo_name(run.channels), replicate=run.index))
+    if starting_models:
+        rows += starting_model_rows(prof, pre, seed, combos, cache_dir, progress)
     for i in range(prof.n_replicates):
         rows += _references(prof, pre, i, seed)
     cols = ["method", "combination", "replicate", "miou", "std", "ap50", "f1", "n_cells"]
@@ -231,44 +242,6 @@ def unseen_image(profile: str | Profile = "quick", preset: str | Preset = "paper
                          "miou_unseen": score(labels, target.field.labels,
                                               rb.markers)[0]["miou"],
                          "miou_own": rb.scores["miou"]})
-    return pd.DataFrame(rows)
-
-
-def starting_model_unseen(profile: str | Profile = "quick", preset: str | Preset = "fast",
-                          seed: int = 0, *, channels: Sequence[str] = ("fl", "nuc"),
-                          cache_dir: str | Path | None | bool = True,
-                          progress: bool | None = None) -> pd.DataFrame:
-    """The shipped starting model (:mod:`cellcutter_nb.core.starting`), without any
-    fine-tuning, on every replicate: an unseen image for it too (it trained on synthetic
-    fields of other seeds).
-
-    Returns
-    -------
-    DataFrame
-        The columns of :func:`unseen_image`, ``trained_on`` = ``"starting model"``;
-        ``agreement`` and ``miou_own`` against each replicate's own model of ``channels``.
-
-    Raises
-    ------
-    ValueError
-        No starting model for ``channels`` or for the preset's patch geometry.
-    """
-    from ..core.starting import load_starting_model  # Keras on demand
-
-    prof, pre = _resolve(profile, preset)
-    channels = check_combinations([channels])[0]
-    unet, _ = load_starting_model(channels, pre)
-    rows = []
-    for b in progress_bar(range(prof.n_replicates), "replicates", progress):
-        own = fit(prof, pre, b, channels, seed=seed, cache_dir=cache_dir)
-        target = replicate(prof, pre, b, seed)
-        labels = predict_field(unet, target.field, channels, pre, markers=own.markers,
-                               mask=target.mask_for(channels))
-        rows.append({"combination": combo_name(channels), "trained_on": "starting model",
-                     "applied_to": b,
-                     "agreement": float(per_cell_iou(labels, own.labels)["iou"].mean()),
-                     "miou_unseen": score(labels, target.field.labels, own.markers)[0]["miou"],
-                     "miou_own": own.scores["miou"]})
     return pd.DataFrame(rows)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import PUBLISHED, side_by_side, summary
+from .starting_runs import STARTING_MODEL_ROW
 
 
 def _stats(diffs: Sequence[float]) -> tuple[float, float, int]:
@@ -98,7 +99,20 @@ def table1_conclusions(table: pd.DataFrame) -> pd.DataFrame:
                                      if c in ("FL", "FL+Nuc")], table,
              note="not in the paper: did training learn junctions? (FL, FL+Nuc)"),
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + _starting_model_claims(table))
+
+
+def _starting_model_claims(table: pd.DataFrame) -> list[dict]:
+    """The CNN claims again for :data:`STARTING_MODEL_ROW` (FL, FL+Nuc), when present."""
+    s = STARTING_MODEL_ROW
+    combos = [c for c in dict.fromkeys(table.loc[table["method"] == s, "combination"])
+              if c in ("FL", "FL+Nuc")]
+    if not combos:
+        return []
+    note = f"not in the paper: the shipped starting model fine-tuned ({', '.join(combos)})"
+    return [_row(f"CNN from starting model > {ref}", [((s, c), (ref, "FL")) for c in combos],
+                 table, note=note)
+            for ref in ("CellProfiler", "CellProfiler (same mask)", "position only")]
 
 
 def cross_modality_conclusions(agree: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
