@@ -82,6 +82,15 @@ def test_auto_starts_from_scratch_where_no_model_fits_and_pretrained_refuses():
         starting_point("best", ("fl", "nuc"), FAST)
 
 
+def test_auto_keeps_the_paper_presets_from_scratch_and_pretrained_is_explicit():
+    paper_preset = get_preset("paper")
+    assert starting_point("auto", ("fl", "nuc"), paper_preset) == (None, None)
+    unet, card = starting_point("auto", ("fl", "nuc"), FAST)
+    assert card.preset == "fast" and unet is not None
+    _, card = starting_point("pretrained", ("fl", "nuc"), paper_preset)
+    assert card.name == "fl_nuc"
+
+
 def test_the_shipped_model_fine_tunes_on_smoke_repeatably():
     card = starting.find_card(("fl", "nuc"))
     assert card.training["patches_seen"] >= 20_000 and card.scores

@@ -79,7 +79,8 @@ def add_segment_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="channels the network sees, e.g. fl,nuc (default: all given)")
     p.add_argument("--start", default="auto", choices=START_CHOICES,
                    help="pretrained: fine-tune the shipped starting model; scratch: a new "
-                        "network; auto (default): pretrained when one fits the channels")
+                        "network; auto (default): pretrained when one fits the channels "
+                        "and --preset (fast), else scratch")
     p.add_argument("--preset", default="fast", choices=sorted(PRESETS),
                    help="fast (default: converges in minutes), paper or original_code")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))

@@ -116,6 +116,8 @@ def starting_point(start: str, channels: Sequence[str], preset: Preset) -> tuple
         if start == "auto":  # no shipped model fits: the paper's training from scratch
             return None, None
         raise
+    if start == "auto" and card.preset != preset.name:  # the paper's presets stay the paper's
+        return None, None
     return load_card_model(card), card
 
 
@@ -160,7 +162,9 @@ def segment(field: Field, channels: Sequence[str] = ("fl", "nuc"),
         (:mod:`cellcutter_nb.core.starting`: trained once without annotation on synthetic
         fields; its network size replaces the profile's); ``"scratch"``: a new network
         (the paper's per-image training); ``"auto"``: pretrained when a starting model
-        for these channels and this patch geometry is shipped, else scratch.
+        for these channels, this patch geometry and this preset's recipe is shipped
+        (``fast``; the ``paper`` and ``original_code`` presets start from scratch), else
+        scratch.
     progress : bool, optional
         Progress bar (default on, off under the runner).
     **train_kwargs
