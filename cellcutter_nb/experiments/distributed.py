@@ -30,10 +30,10 @@ Examples
 >>> from cellcutter_nb.experiments.distributed import fit_jobs
 >>> prof = config.get_profile("smoke").replace(field_size=128, max_epochs=1,
 ...                                            steps_per_epoch=1)
->>> jobs = [(0, ("fl",), True), (1, ("fl",), True)]
+>>> jobs = [(1, ("fl", "nuc"), True)]  # (replicate, channels, with the mask)
 >>> runs = fit_jobs(prof, config.get_preset("fast"), jobs, cache_dir=None, progress=False)
 >>> [(r.index, r.channels) for r in runs], 0 <= runs[0].scores["miou"] <= 1
-([(0, ('fl',)), (1, ('fl',))], True)
+([(1, ('fl', 'nuc'))], True)
 """
 
 from __future__ import annotations
