@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 SLOW_DOCTESTS = ("cellcutter_nb.core.nucleus.train_nucleus_model", "cellcutter_nb.core.supervised",
                  "cellcutter_nb.core.train", "cellcutter_nb.experiments.model_cache",
                  "cellcutter_nb.experiments.paper", "cellcutter_nb.experiments.predicted_markers",
+                 "cellcutter_nb.experiments.distributed",
+                 "cellcutter_nb.experiments.distributed.connect",
                  "cellcutter_nb.app.pipeline")
 #: Fixtures whose first use costs more than a few seconds.
 SLOW_FIXTURES = ("default_field", "default_stats")

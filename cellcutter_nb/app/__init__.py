@@ -1,7 +1,8 @@
 """What a user touches (layer 5, the top).
 
 * :mod:`~cellcutter_nb.app.pipeline` — ``segment()``: markers → mask → training → labels;
-* :mod:`~cellcutter_nb.app.cli` — ``python -m cellcutter_nb`` (``segment``, ``reproduce``);
+* :mod:`~cellcutter_nb.app.cli` — ``python -m cellcutter_nb`` (``segment``, ``reproduce``,
+  ``grid``: :mod:`~cellcutter_nb.app.cli_grid`);
 * :mod:`~cellcutter_nb.app.files` — ``segment_files()``, the ``segment`` command as a function,
   with :mod:`~cellcutter_nb.app.cli_checks` (its checks before training),
   :mod:`~cellcutter_nb.app.interrupt` (Ctrl-C / SIGTERM) and

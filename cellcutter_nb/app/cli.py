@@ -1,7 +1,9 @@
 """``python -m cellcutter_nb``: segment your own images, or reproduce the paper.
 
 :func:`main` is the command line: ``reproduce`` reruns the notebooks
-(:func:`cellcutter_nb.experiments.reproduce.reproduce`), ``segment`` is described here.
+(:func:`cellcutter_nb.experiments.reproduce.reproduce`), ``grid`` trains their Table 1
+models on a Dask cluster beforehand (:mod:`cellcutter_nb.app.cli_grid`), ``segment`` is
+described here.
 
 One call reads the images, finds the markers (nuclei on ``--nuc``, or a CSV), makes the
 foreground mask (graph cut of ``--fl``, or bright-field scribbles → random forest),
@@ -44,6 +46,7 @@ from ..config import PRESETS, PROFILES
 from ..data.checks import InputWarning, PixelSizeWarning
 from ..experiments.reproduce import NotebookFailed, discover, reproduce
 from .cli_checks import selector
+from .cli_grid import add_grid_parser, run_grid
 from .files import segment_files
 from .interrupt import Interrupted, SignalStop, exit_status
 from .outputs import SegmentOutputs
@@ -177,7 +180,8 @@ def _report(res: SegmentOutputs, seconds: float, preset: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point of ``python -m cellcutter_nb`` (``reproduce``, ``segment``).
+    """Command-line entry point of ``python -m cellcutter_nb`` (``reproduce``, ``segment``,
+    ``grid``: :mod:`cellcutter_nb.app.cli_grid`).
 
     Examples
     --------
@@ -197,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--force", action="store_true",
                      help="rerun notebooks even when their inputs are unchanged")
     add_segment_parser(sub)
+    add_grid_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "segment":
         return run_segment(args)
+    if args.command == "grid":
+        return run_grid(args)
     try:
         return _reproduce(args)
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ from ..core.integrate import predict_field
 from ..metrics import per_cell_iou, score
 from ..prep.baseline import cellprofiler_baseline, nearest_marker_partition
 from ..progress import progress_bar
+from .distributed import Scheduler, fit_jobs
 from .model_cache import Run, fit, replicate
 from .starting_runs import starting_model_rows
 
@@ -77,17 +78,28 @@ def grid(profile: str | Profile = "quick", preset: str | Preset = "paper", seed:
          combinations: Iterable[Sequence[str]] = COMBINATIONS,
          masks: Sequence[bool] = (True, False), replicates: Sequence[int] | None = None,
          cache_dir: str | Path | None | bool = True,
-         progress: bool | None = None) -> list[Run]:
-    """Train (or load) every run of the Table 1 grid; the other experiments reuse them."""
+         progress: bool | None = None, client: Scheduler | None = None) -> list[Run]:
+    """Train (or load) every run of the Table 1 grid; the other experiments reuse them.
+
+    ``client=None`` trains one model after another in this process; a
+    ``distributed.Client``, a scheduler address or ``"local"`` (a cluster sized to this
+    machine) trains them as tasks of a Dask graph with the same results
+    (:func:`~cellcutter_nb.experiments.distributed.fit_jobs`; the runs come back without
+    their Keras model, which ``run.model()`` loads from the cache).
+    """
     return _grid(*_resolve(profile, preset), seed, check_combinations(combinations), masks,
-                 replicates, cache_dir, progress)
+                 replicates, cache_dir, progress, client)
 
 
 def _grid(prof: Profile, pre: Preset, seed: int, combos: list[tuple[str, ...]],
           masks: Sequence[bool], replicates: Sequence[int] | None,
-          cache_dir: str | Path | None | bool, progress: bool | None) -> list[Run]:
+          cache_dir: str | Path | None | bool, progress: bool | None,
+          client: Scheduler | None = None) -> list[Run]:
     reps = range(prof.n_replicates) if replicates is None else replicates
     jobs = [(i, c, m) for i in reps for m in masks for c in combos]
+    if client is not None:
+        return fit_jobs(prof, pre, jobs, seed=seed, cache_dir=cache_dir, client=client,
+                        progress=progress)
     return [fit(prof, pre, i, c, with_mask=m, seed=seed, cache_dir=cache_dir)
             for i, c, m in progress_bar(jobs, "models", progress)]
 
