@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cellcutter_nb.app.pipeline import segment, starting_point
@@ -14,8 +15,8 @@ from cellcutter_nb.config import get_preset, get_profile
 from cellcutter_nb.core import starting
 from cellcutter_nb.core.model import build_unet
 from cellcutter_nb.data.synth import make_field
-from cellcutter_nb.experiments import model_cache, paper, report
-from cellcutter_nb.experiments.starting_runs import STARTING_MODEL_ROW
+from cellcutter_nb.experiments import model_cache, report
+from cellcutter_nb.experiments.starting_runs import STARTING_MODEL_ROW, starting_model_rows
 
 FAST = get_preset("fast")
 
@@ -137,20 +138,36 @@ def test_a_starting_model_is_never_scored_on_a_field_it_trained_on(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
-@pytest.mark.slow
-def test_table1_adds_a_fine_tuned_row_with_its_own_cache_entries_and_claims(tmp_path):
-    prof = get_profile("smoke").replace(field_size=160, n_replicates=2)
-    table = paper.table1(prof, FAST, combinations=[("fl", "nuc")], starting_models=True,
-                         cache_dir=tmp_path)
-    tuned = table[table["method"] == STARTING_MODEL_ROW]
-    assert sorted(tuned["replicate"]) == [0, 1] and set(tuned["combination"]) == {"FL+Nuc"}
-    assert (tuned["patches_seen"] > 0).all()
-    # a scratch run and a fine-tuned run of one replicate are two cache entries
-    assert len(list((tmp_path / "runs").iterdir())) == 2 * 2 + 2
-    scratch = table[(table["method"] == "CNN w/ mask") & (table["combination"] == "FL+Nuc")]
-    assert not np.allclose(scratch["miou"].to_numpy(), tuned["miou"].to_numpy())
+def test_no_row_without_a_shipped_model_of_the_profiles_network_size(tmp_path):
+    smoke = get_profile("smoke").replace(field_size=160, n_replicates=2)
+    assert starting_model_rows(smoke, FAST, 0, [("fl", "nuc")], tmp_path, False) == []
+    assert not any(tmp_path.iterdir())  # nothing trained
+
+
+def test_a_fine_tuned_run_has_its_own_cache_entry_and_reloads(tmp_path):
+    card = starting.find_card(("fl", "nuc"))
+    prof = get_profile("smoke").replace(field_size=160, unet_width=card.width,
+                                        unet_depth=card.depth, max_epochs=1)
+    tuned = model_cache.fit(prof, FAST, 0, ("fl", "nuc"), cache_dir=tmp_path, start="pretrained")
+    assert tuned.key != model_cache.run_key(prof, FAST, 0, ("fl", "nuc"), True, 0)
+    assert tuned.scores["patches_seen"] > 0 and tuned.scores["miou"] > 0.5
+    again = model_cache.fit(prof, FAST, 0, ("fl", "nuc"), cache_dir=tmp_path, start="pretrained")
+    assert again.key == tuned.key and again.scores == tuned.scores
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [tuned.key]
+
+
+def test_the_cnn_claims_are_made_again_for_the_starting_model_row():
+    rows = [("position only", "FL", r, v) for r, v in enumerate((0.70, 0.68))]
+    rows += [("CellProfiler", "FL", r, 0.7) for r in range(2)]
+    rows += [("CellProfiler (same mask)", "FL", r, 0.78) for r in range(2)]
+    rows += [("CNN w/ mask", c, r, 0.69) for c in ("FL", "FL+Nuc") for r in range(2)]
+    rows += [(STARTING_MODEL_ROW, "FL+Nuc", r, v) for r, v in enumerate((0.85, 0.89))]
+    table = pd.DataFrame(rows, columns=["method", "combination", "replicate", "miou"])
     claims = report.table1_conclusions(table).set_index("claim")
     row = claims.loc["CNN from starting model > position only"]
-    expected = (tuned.set_index("replicate")["miou"] - table[
-        table["method"] == "position only"].set_index("replicate")["miou"]).mean()
-    assert row["n"] == 2 and row["ours"] == pytest.approx(expected)
+    assert row["n"] == 2 and row["ours"] == pytest.approx(0.18) and row["verdict"].startswith(
+        "held")
+    assert claims.loc["CNN from starting model > CellProfiler (same mask)", "ours"] == \
+        pytest.approx(0.09)
+    plain = report.table1_conclusions(table[table["method"] != STARTING_MODEL_ROW])
+    assert not plain["claim"].str.contains("starting model").any()

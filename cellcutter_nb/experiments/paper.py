@@ -151,9 +151,10 @@ def table1(profile: str | Profile = "quick", preset: str | Preset = "paper", see
     ----------
     starting_models : bool
         Add the rows of :func:`cellcutter_nb.experiments.starting_runs.starting_model_rows`:
-        the with-mask runs of every combination that has a shipped starting model,
-        fine-tuned from it for the profile's budget instead of trained from random
-        weights (not in the paper; the model saw no image of the replicates).
+        the with-mask runs of every combination that has a shipped starting model of the
+        profile's network size and preset, fine-tuned from it for the profile's budget
+        instead of trained from random weights (not in the paper; the model saw no image
+        of the replicates).
 
     Returns
     -------

@@ -44,11 +44,13 @@ def starting_model_rows(prof: Profile, pre: Preset, seed: int,
                          progress: bool | None) -> list[dict]:
     """:data:`STARTING_MODEL_ROW` of :func:`cellcutter_nb.experiments.paper.table1`: the
     with-mask run of each replicate and each of ``combos`` that has a shipped starting
-    model trained with the same preset, fine-tuned from it (the replicate's other runs
-    are unaffected)."""
+    model of the profile's network size trained with the same preset, fine-tuned from it
+    (the rows compare like networks: the quick profile's width 16 / depth 4 has shipped
+    models, smoke and full have none; the replicate's other runs are unaffected)."""
     from ..core.starting import available  # Keras on demand
 
-    shipped = {tuple(card.channels) for card in available() if card.preset == pre.name}
+    shipped = {tuple(card.channels) for card in available() if card.preset == pre.name
+               and (card.width, card.depth) == (prof.unet_width, prof.unet_depth)}
     jobs = [(i, c) for i in range(prof.n_replicates) for c in combos if c in shipped]
     rows = []
     for i, c in progress_bar(jobs, "fine-tuned models", progress):
