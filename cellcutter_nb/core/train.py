@@ -294,7 +294,8 @@ def _epoch(run: _Run, epoch: int, on_step: Callable[[int], None]) -> dict:
         tracker.reset_state()
     rng = np.random.default_rng([run.seed, epoch])  # per epoch, so a resumed run matches
     n_t = n_transforms(run.preset)
-    for batch in epoch_batches(run.ps, run.mask, run.preset, run.profile, rng):
+    for batch in epoch_batches(run.ps, run.mask, run.preset, run.profile, rng,
+                               static_shapes=bool(run.model.jit_compile)):
         logs = train_step(run.model, batch, int(rng.integers(n_t)))
         run.seen += batch.n_valid
         on_step(batch.n_valid)
