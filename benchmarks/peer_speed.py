@@ -15,34 +15,42 @@ the ``original_code`` preset describes the released code (λ = 1, ln, β = 20, A
 
 What "patches/s" counts: real patches that enter the loss (padding excluded), per
 second of steady training. The first step (the released code's first calls, our
-tracing; for ``ours_train`` also ``train()``'s set-up) is excluded and reported as
-``first_step_s``, and so is each of our steps whose padded batch size is new (Keras
-traces the compiled step again, at most twice in all; ``compile_steps``);
-``patches_per_s_all`` counts every step. The two sides choose their areas
-differently, which is why they train on batches of different sizes:
+tracing; for ``train`` also ``train()``'s set-up) is excluded and reported as
+``first_step_s``, and so is our first step with another batch size (Keras traces the
+compiled step a second time, with the batch size left open; ``compile_steps``);
+``patches_per_s_all`` counts every step. ``patches_per_cpu_s`` (patches over the
+process's CPU time, all steps) is the figure a shared machine's load disturbs least.
+
+The two sides choose their areas differently, which is why they train on batches of
+different sizes:
 
 * released code: every step a random 640² window lying wholly inside the image, and
-  all the (border-free) patches whose top-left corner falls in it: ~380 at 1024²
+  all the (border-free) patches whose top-left corner falls in it: ~360 at 1024²
   (951 markers, 830 patches);
-* ``train()`` (``ours_train``): the field *tiled* into 640-px areas from a random offset
-  per epoch, one area per step: at 1024² a tiling has 4-9 areas, most of them cut by
-  the image edge, so a step holds ~80-160 patches, padded to ``Profile.pad_multiple``.
+* ``train()``: the field *tiled* into 640-px areas from a random offset per epoch, one
+  area per step: at 1024² a tiling has 4-9 areas, most of them cut by the image edge,
+  so a step holds ~115 patches on average, padded to ``Profile.pad_multiple``.
 
 Per-patch cost depends on the batch (padding; fixed costs per step), so the
-like-for-like engine comparison is ``ours_window``: our training step
-(:func:`~cellcutter_nb.core.step.train_step`, with the profile's padding, BatchNorm fill
-and flips, one compiled step) on the released code's windows, drawn by its rule and
-with its random draws (same seed: the same windows, which equal ``patches_per_step``
-columns confirm). ``ours_train`` is :func:`~cellcutter_nb.core.train.train` itself
-(stopped after ``--steps + 1`` steps).
+like-for-like engine comparison is the ``window`` variant of ours: our training step
+(:func:`~cellcutter_nb.core.step.train_step`, with the profile's padding, BatchNorm
+fill and flips, one compiled step) on the released code's windows, drawn by its rule
+and with its random draws (same seed: the same windows, which equal
+``patches_per_step`` columns confirm). The ``train`` variant is
+:func:`~cellcutter_nb.core.train.train` itself (stopped after ``--steps + 1`` steps).
+Options of a variant (``--ours window+exact+bf16``): ``exact`` (no padding:
+``Profile.exact_batches=True``), ``bf16`` (``Profile.precision="mixed_bfloat16"``),
+``inter1`` (one TensorFlow inter-op thread). Ours always trains the ``original_code``
+preset on the ``full`` profile with the field's size, ``--width`` and ``--area``.
 
-Rounds run the sides in turn (released, ours_window, ours_train, released, ...), each
-in its own process, so that the load of a shared machine hits all alike; medians over
-rounds are printed with the ratio to the released code, and every run is written to
-``benchmarks/results/peer_speed_w{width}_{tag}.csv``.
+Rounds run the sides in turn (released, then each variant of ours, then released
+again...), each in its own process, so that the load of a shared machine hits all
+alike; medians over rounds are printed with the ratios to the released code, and
+every run is written to ``benchmarks/results/peer_speed_w{width}_{tag}.csv``.
 
-Run: ``python benchmarks/peer_speed.py [PEER] --width 32 --rounds 3 --steps 4 --tag
-baseline`` (~40 min on 2 busy cores at width 32; ~15 min at ``--width 16``).
+Run: ``python benchmarks/peer_speed.py [PEER] --width 32 --ours window window+exact+bf16
+train --tag after`` (3 rounds of 7 steps: ~20 min on 2 idle cores at width 32, an hour
+or more when they are shared; ~3× less at ``--width 16``).
 """
 
 from __future__ import annotations
@@ -62,8 +70,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDES = ("released", "ours_window", "ours_train")
 CHANNELS = ("fl", "nuc")
+#: Tokens of an ``ours`` variant (``--ours``): what is trained, then settings.
+ENGINES = ("window", "train")
+OPTIONS = {"exact": "Profile.exact_batches=True", "bf16": "Profile.precision='mixed_bfloat16'",
+           "inter1": "one TensorFlow inter-op thread"}
 
 
 def make_input(seed: int, size: int, path: Path) -> int:
@@ -107,18 +118,31 @@ def run_released(args: argparse.Namespace, npz: Path, round_: int) -> dict:
             "slots_per_step": out["patches_per_step_mean"],
             "first_step_s": out["first_step_s"], "compile_steps": 1,
             "step_s_median": out["s_per_step_steady_median"],
-            "cpu_s_per_step": out["cpu_s_per_step"], "patches_used": out["n_patches_used"],
-            "threads": out["threads"]}
+            "cpu_s_per_step": out["cpu_s_per_step"], "patches_used": out["n_patches_used"]}
 
 
-def run_ours(args: argparse.Namespace, npz: Path, side: str) -> dict:
-    """One run of ours (``side`` ``ours_window`` or ``ours_train``) in a fresh process."""
+def check_variant(spec: str) -> list[str]:
+    """The tokens of an ``ours`` variant such as ``window+exact+bf16``.
+
+    Examples
+    --------
+    >>> check_variant("train+bf16")
+    ['train', 'bf16']
+    """
+    tokens = spec.split("+")
+    if tokens[0] not in ENGINES or not set(tokens[1:]) <= set(OPTIONS):
+        raise SystemExit(f"--ours {spec!r}: one of {ENGINES}, then any of {sorted(OPTIONS)} "
+                         f"joined by '+'")
+    return tokens
+
+
+def run_ours(args: argparse.Namespace, npz: Path, spec: str) -> dict:
+    """One run of ours (variant ``spec``) in a fresh process."""
     env = {"KERAS_BACKEND": "tensorflow", "CELLCUTTER_NB_QUIET": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, __file__, "--worker", side, "--npz", str(npz)]
-    for key in ("width", "steps", "area", "seed", "policy", "pad_multiple"):
-        if getattr(args, key) is not None:
-            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    cmd = [sys.executable, __file__, "--worker", spec, "--npz", str(npz)]
+    for key in ("width", "steps", "area", "seed"):
+        cmd += [f"--{key}", str(getattr(args, key))]
     return _run(cmd, env)
 
 
@@ -148,12 +172,14 @@ class StepClock:
     def summary(self) -> dict:
         """Steady patches/s as for the released code, and over all steps.
 
-        Steady excludes the first step and every step whose padded batch size
-        (``slots``) is new: those trace the compiled step (``compile_steps``; Keras
-        traces twice at most, then relaxes the shape).
+        Steady excludes the steps that trace the compiled step (``compile_steps``): the
+        first, and the first with another batch size (Keras' ``reduce_retracing``
+        traces a second time with the batch size left open, then never again).
         """
         dt = np.diff([self.t0, *self.ends])
-        new = np.r_[True, [s not in self.slots[:i] for i, s in enumerate(self.slots) if i]]
+        sizes = list(dict.fromkeys(self.slots))[:2]
+        new = np.zeros(len(dt), bool)
+        new[[self.slots.index(size) for size in sizes]] = True
         steady = ~new
         n = np.asarray(self.patches)
         rate = n[steady].sum() / dt[steady].sum() if steady.any() else np.nan
@@ -169,7 +195,8 @@ class StepClock:
 def window_batch(ps, mask: np.ndarray, corner: np.ndarray, area: int, pad_multiple: int):
     """The released code's area as one of our batches: the patches whose top-left corner
     lies in ``[corner, corner + area)`` (both axes), the mask canvas
-    ``[corner, corner + area + k)``, padded like ``train()`` pads (``trim_padding``)."""
+    ``[corner, corner + area + k)``, padded to ``pad_multiple`` as ``train()`` pads
+    (``trim_padding``; see :func:`~cellcutter_nb.core.batches.padding_multiple`)."""
     from cellcutter_nb.core.batches import AreaBatch, trim_padding
 
     k = ps.patch_size
@@ -189,9 +216,13 @@ def window_batch(ps, mask: np.ndarray, corner: np.ndarray, area: int, pad_multip
 
 
 def worker(args: argparse.Namespace) -> dict:
-    """Train ours in this process (``args.worker``: ``ours_window`` or ``ours_train``)."""
+    """Train ours in this process, as variant ``args.worker`` says (:func:`check_variant`)."""
+    engine, *options = check_variant(args.worker)
+    import tensorflow as tf
+
+    if "inter1" in options:  # before TensorFlow runs anything
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from cellcutter_nb import config
-    from cellcutter_nb.backend import backend_name, dtype_policy
     from cellcutter_nb.data.field import Field
 
     z = np.load(args.npz)
@@ -199,22 +230,18 @@ def worker(args: argparse.Namespace) -> dict:
     preset = config.get_preset("original_code")
     profile = config.get_profile("full").replace(
         field_size=field.shape[0], unet_width=args.width, train_area=args.area,
-        pad_multiple=args.pad_multiple or config.get_profile("full").pad_multiple)
+        exact_batches=True if "exact" in options else None,
+        precision="mixed_bfloat16" if "bf16" in options else None)
     clock = StepClock()
-    with dtype_policy(args.policy):
-        if args.worker == "ours_window":
-            n_used = _train_windows(field, preset, profile, args, clock)
-        else:
-            n_used = _train_fit(field, preset, profile, args, clock)
-    import tensorflow as tf
-
-    return {**clock.summary(), "patches_used": n_used, "backend": backend_name(),
-            "threads": tf.config.threading.get_intra_op_parallelism_threads() or None}
+    n_used = (_train_windows if engine == "window" else _train_fit)(field, preset, profile,
+                                                                     args, clock)
+    return {**clock.summary(), "patches_used": n_used}
 
 
 def _train_windows(field, preset, profile, args, clock: StepClock) -> int:
     """Our training step on the released code's windows, drawn as its runner draws them
     (per step: a dataset index, the window corner, the flip) from ``default_rng(seed)``."""
+    from cellcutter_nb.core.batches import padding_multiple
     from cellcutter_nb.core.model import build_model, seed_everything
     from cellcutter_nb.core.patches import extract_patches
     from cellcutter_nb.core.step import compile_step, train_step
@@ -230,7 +257,8 @@ def _train_windows(field, preset, profile, args, clock: StepClock) -> int:
     for _ in range(args.steps + 1):
         rng.integers(1)  # the released loop picks one of its datasets (here: one)
         corner = rng.integers(np.asarray(field.shape) - args.area - k)
-        batch = window_batch(ps, mask, corner, args.area, profile.pad_multiple)
+        batch = window_batch(ps, mask, corner, args.area,
+                             padding_multiple(profile, preset, static_shapes=False))
         train_step(model, batch, int(rng.integers(4)))
         clock.tick(batch)
     return len(ps)
@@ -252,17 +280,19 @@ def _train_fit(field, preset, profile, args, clock: StepClock) -> int:
     return len(extract_patches(field, CHANNELS, preset))
 
 
-
 def summarise(rows: list[dict]) -> str:
     """Markdown table: per side the medians over rounds and the ratio to the released
     code's median patches/s."""
     def med(rs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rs)
 
+    for r in rows:
+        r["patches_per_cpu_s"] = r["patches_per_step"] / r["cpu_s_per_step"]
     ref = med([r for r in rows if r["side"] == "released"], "patches_per_s")
-    out = ["| side | patches/s (median) | runs | × released | all steps | patches/step "
-           "| slots/step | first step (s) | CPU s/step | load |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    ref_cpu = med([r for r in rows if r["side"] == "released"], "patches_per_cpu_s")
+    out = ["| side | patches/s (median) | runs | × released | all steps | patches/step | "
+           "slots/step | first step (s) | patches/CPU-s | × released | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for side in dict.fromkeys(r["side"] for r in rows):
         rs = [r for r in rows if r["side"] == side]
         runs = ", ".join(f"{r['patches_per_s']:.1f}" for r in rs)
@@ -271,7 +301,9 @@ def summarise(rows: list[dict]) -> str:
                    f"{med(rs, 'patches_per_s') / ref:.2f} | "
                    f"{med(rs, 'patches_per_s_all'):.1f} | {med(rs, 'patches_per_step'):.0f} "
                    f"| {med(rs, 'slots_per_step'):.0f} | {med(rs, 'first_step_s'):.1f} | "
-                   f"{med(rs, 'cpu_s_per_step'):.2f} | {min(loads):.1f}–{max(loads):.1f} |")
+                   f"{med(rs, 'patches_per_cpu_s'):.1f} | "
+                   f"{med(rs, 'patches_per_cpu_s') / ref_cpu:.2f} | "
+                   f"{min(loads):.1f}–{max(loads):.1f} |")
     return "\n".join(out)
 
 
@@ -283,15 +315,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1024, help="field side (px)")
     parser.add_argument("--seed", type=int, default=0, help="field, weights and areas")
     parser.add_argument("--area", type=int, default=640, help="area side (px)")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps (+1 untimed)")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps (+1 untimed)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side")
-    parser.add_argument("--sides", default=",".join(SIDES), help=f"some of {SIDES}")
-    parser.add_argument("--policy", default="float32",
-                        help="Keras dtype policy of ours (e.g. mixed_bfloat16)")
-    parser.add_argument("--pad-multiple", type=int, default=None,
-                        help="Profile.pad_multiple of ours (default: the full profile's)")
+    parser.add_argument("--ours", nargs="+", default=["window", "train"],
+                        help=f"variants of ours: {'|'.join(ENGINES)} then options joined by "
+                             f"'+': {', '.join(f'{k} ({v})' for k, v in OPTIONS.items())}")
     parser.add_argument("--tag", default="run", help="CSV name: peer_speed_w{width}_{tag}")
-    parser.add_argument("--worker", choices=SIDES[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -301,21 +331,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         return []
-    sides = [s for s in args.sides.split(",") if s]
-    if not set(sides) <= set(SIDES) or "released" not in sides:
-        raise SystemExit(f"--sides must be some of {SIDES}, with released")
+    for spec in args.ours:
+        check_variant(spec)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "field.npz"
         n_markers = make_input(args.seed, args.size, npz)
         for round_ in range(args.rounds):
-            for side in sides:
+            for side in ["released", *args.ours]:
                 load = os.getloadavg()[0]
                 out = (run_released(args, npz, round_) if side == "released"
                        else run_ours(args, npz, side))
                 rows.append({"round": round_, "side": side, "width": args.width,
                              "size": args.size, "markers": n_markers, "steps": args.steps,
-                             "policy": "float32" if side == "released" else args.policy,
                              **out, "load_before": round(load, 2),
                              "load_after": round(os.getloadavg()[0], 2)})
                 print(json.dumps(rows[-1]), flush=True)
