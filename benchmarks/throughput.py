@@ -105,7 +105,7 @@ def worker(specs: list[str], size: int, steps: int, repeats: int, seed: int) -> 
         assert backend_name() == backend, (backend_name(), backend)
         seed_everything(seed)
         with dtype_policy(rest[0] if rest else "float32"):
-            unet = build_model(ps, base.replace(unet_width=int(width)), seed)
+            unet = build_model(ps, base.replace(unet_width=int(width)), seed, preset)
             model = CutterModel(unet, preset.loss_weights())
             model.compile(optimizer=keras.optimizers.Adam(preset.learning_rate),
                           jit_compile=jit == "jit")

@@ -42,9 +42,9 @@ from .presets import (  # the presets live beside; config is the one place to ge
 )
 
 __all__ = ["AREA_SIZE", "NUCLEUS_LEARNING_RATE", "NUCLEUS_STOP_LOSS", "PAIRING_DISTANCE_UM",
-           "PAPER_FIELD_SIZE", "PATCH_SIZE", "PIXEL_SIZE_UM", "POSITION_SIGMA_PX", "PRESETS",
-           "PROFILES", "LossWeights", "Preset", "Profile", "config_hash", "get_preset",
-           "get_profile"]
+           "PAPER_FIELD_SIZE", "PATCH_SIZE", "PIXEL_SIZE_UM", "POSITION_SIGMA_PX", "PRECISIONS",
+           "PRESETS", "PROFILES", "LossWeights", "Preset", "Profile", "config_hash",
+           "get_preset", "get_profile"]
 
 #: Pixel size of the paper's images: 1.4 mm imaged as 1750 px (µm per pixel).
 PIXEL_SIZE_UM: float = 0.8
@@ -56,6 +56,8 @@ PAPER_FIELD_SIZE: int = 1750
 NUCLEUS_STOP_LOSS: float = 0.15
 #: Adam learning rate of the synthetic-nucleus UNet (the paper's Methods).
 NUCLEUS_LEARNING_RATE: float = 0.005
+#: Values of :attr:`Profile.precision` (None: the global Keras dtype policy).
+PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,24 @@ class Profile:
         Batches are padded to the next multiple of this many patches: a few static shapes
         (one compile each) instead of every area padded to ``max_patches_per_area``.
         Padding costs as much compute as real patches, so smaller areas want a smaller
-        multiple (quick: 240-px areas hold ~25 patches on average).
+        multiple (quick: 240-px areas hold ~25 patches on average). Not used for
+        exact batches (``exact_batches``).
+    exact_batches : bool or None
+        Train on each area's patches alone, without padding. Only a step compiled with
+        XLA/jit needs static shapes; TensorFlow's default CPU step takes any batch size
+        (one trace, relaxed after the second size). The padding slots hold copies of
+        real patches (:func:`~cellcutter_nb.core.batches.fill_padding`) that Eq. 1
+        ignores but BatchNorm's batch statistics count, so with BatchNorm, exact batches
+        change the numbers (towards the paper's and the released code's batch: the
+        area's patches, each once). ``None`` (default): exact only where that changes
+        nothing but rounding — GroupNorm networks (``fast``) in steps without XLA/jit;
+        ``True``: always (also BatchNorm; under XLA/jit one compile per batch size);
+        ``False``: always padded.
+    precision : str or None
+        Keras dtype policy of the networks :func:`~cellcutter_nb.core.train.train`
+        builds: ``"mixed_bfloat16"`` runs the UNet in bfloat16 (Eq. 1 stays float32),
+        1.4-1.7× faster on a CPU with AVX-512 BF16; ``None`` (default): the global
+        policy (float32 unless :func:`cellcutter_nb.backend.dtype_policy` says otherwise).
     train_area : int or None
         Side of the training areas (one area per step); ``None`` uses the preset's
         (640 px, the paper's). Smaller areas mean smaller batches and more optimizer
@@ -113,6 +132,10 @@ class Profile:
     max_patches_per_area: int
     train_area: int | None = None
     pad_multiple: int = 64
+    # in cache keys only when set, so that the keys of earlier runs stay as they were
+    exact_batches: bool | None = dataclasses.field(default=None,
+                                                   metadata={"cache_key": "if_set"})
+    precision: str | None = dataclasses.field(default=None, metadata={"cache_key": "if_set"})
     nucleus_max_steps: int = 200
     nucleus_crop: int = 128
     nucleus_batch: int = 8
@@ -193,6 +216,9 @@ def _validated(profile: Profile) -> Profile:
             raise ValueError(f"Profile.{key} must be >= 1, got {getattr(profile, key)}.")
     if profile.preset not in PRESETS:
         raise ValueError(f"Profile.preset={profile.preset!r}; choose one of {sorted(PRESETS)}.")
+    if profile.precision not in PRECISIONS:
+        raise ValueError(f"Profile.precision={profile.precision!r}; choose one of "
+                         f"{PRECISIONS}.")
     if profile.train_area is not None and profile.train_area < PATCH_SIZE:
         raise ValueError(f"Profile.train_area must be None or >= {PATCH_SIZE} px, got "
                          f"{profile.train_area}.")
@@ -214,11 +240,19 @@ def get_profile(profile: str | Profile) -> Profile:
     return PROFILES[profile]
 
 
+def _in_key(obj: Any, f: dataclasses.Field) -> bool:
+    """Does field ``f`` of ``obj`` enter cache keys? ``metadata["cache_key"]``: absent or
+    True (yes), False (never: Preset.finetune_learning_rate) or ``"if_set"`` (when not
+    None: settings added later keep the keys of the runs that do not use them)."""
+    rule = f.metadata.get("cache_key", True)
+    return rule == "if_set" and getattr(obj, f.name) is not None or rule is True
+
+
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {"__type__": type(obj).__name__, **{
             f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-            if f.metadata.get("cache_key", True)}}  # see Preset.finetune_learning_rate
+            if _in_key(obj, f)}}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

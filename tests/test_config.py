@@ -132,3 +132,15 @@ def test_the_fine_tuning_rate_is_not_in_cache_keys_but_is_validated():
     assert config.config_hash(fast) != config.config_hash(fast.replace(learning_rate=1.0))
     with pytest.raises(ValueError, match="finetune_learning_rate must be > 0"):
         fast.replace(finetune_learning_rate=0.0)
+
+
+def test_speed_settings_enter_cache_keys_only_when_set():
+    quick = config.get_profile("quick")
+    # unset, they leave the keys as they were before they existed (value computed then)
+    assert config.config_hash(quick) == "a8e816a996da8ad2"
+    keys = {config.config_hash(p) for p in (
+        quick, quick.replace(exact_batches=True), quick.replace(exact_batches=False),
+        quick.replace(precision="mixed_bfloat16"))}
+    assert len(keys) == 4
+    with pytest.raises(ValueError, match="precision"):
+        quick.replace(precision="bf16")

@@ -76,6 +76,30 @@ def test_training_is_repeatable_and_records_fig2_traces(small_field):
     assert a.patches_per_second > 0
 
 
+def test_batches_are_exact_where_padding_changes_nothing(small_field):
+    # fast (GroupNorm) in a step without XLA: each area's patches alone; paper (BatchNorm,
+    # whose statistics count the filled padding): padded unless exact_batches=True
+    def slots(preset, profile):
+        seen = []
+        train(small_field, ("fl",), preset, profile, mask=small_field.mask, progress=False,
+              recalibrate_bn=False, on_step=seen.append)
+        return [(len(b.valid), b.n_valid) for b in seen]
+
+    one = TINY.replace(max_epochs=1)
+    assert all(n == v for n, v in slots("fast", one))
+    assert all(n % one.pad_multiple == 0 for n, _ in slots("paper", one))
+    assert all(n == v for n, v in slots("paper", one.replace(exact_batches=True)))
+
+
+def test_precision_builds_the_network_under_its_policy(small_field):
+    r = train(small_field, ("fl",), "paper", TINY.replace(max_epochs=1, precision="mixed_bfloat16"),
+              mask=small_field.mask, progress=False)
+    assert r.model.dtype_policy.name == "mixed_bfloat16"
+    assert np.isfinite(r.history["loss"]).all()
+    assert train(small_field, ("fl",), "paper", TINY.replace(max_epochs=1), progress=False
+                 ).model.dtype_policy.name == "float32"  # the global policy is left as it was
+
+
 def test_without_mask_the_mask_term_is_zero(small_field):
     r = train(small_field, ("fl",), "paper", TINY.replace(max_epochs=1), progress=False)
     assert (r.history["mask"] == 0).all()

@@ -6,7 +6,9 @@ the field (paper: 640×640 px). Here they are
 * grouped by area (:func:`area_batches`), each with the crop of the mask M its patches
   cover;
 * padded only to the next multiple of ``Profile.pad_multiple`` patches (a few static
-  shapes, one compile each, instead of the profile's maximum for every area);
+  shapes, one compile each, instead of the profile's maximum for every area), or not
+  at all where static shapes are not needed and padding changes nothing
+  (:func:`padding_multiple`, ``Profile.exact_batches``);
 * given real patches in the padding slots, which Eq. 1 ignores but BatchNorm's batch
   statistics do not (:func:`fill_padding`);
 * transformed by one of the 8 flips/transposes of the square canvas — patches, their
@@ -47,7 +49,7 @@ from ..config import Preset, Profile
 from .patches import PatchSet
 
 __all__ = ["AreaBatch", "area_batches", "dihedral", "epoch_batches", "fill_padding",
-           "n_transforms", "transform_batch", "trim_padding"]
+           "n_transforms", "padding_multiple", "transform_batch", "trim_padding"]
 
 
 @dataclass
@@ -288,8 +290,39 @@ def trim_padding(batch: AreaBatch, multiple: int) -> AreaBatch:
                    boundary_cost=cost)
 
 
-def epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> list:
-    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padding trimmed.
+def padding_multiple(profile: Profile, preset: Preset, static_shapes: bool = True) -> int:
+    """The multiple of patches a batch is padded to: ``profile.pad_multiple``, or 1 for
+    exact batches (``Profile.exact_batches``; by default where the step takes any batch
+    size and the network has no BatchNorm, whose batch statistics count the padding).
+
+    Parameters
+    ----------
+    profile, preset : Profile, Preset
+        ``pad_multiple`` and ``exact_batches``; the network's ``normalisation``.
+    static_shapes : bool
+        The step needs static shapes (compiled with XLA/jit).
+
+    Examples
+    --------
+    >>> from cellcutter_nb import config
+    >>> quick, fast = config.get_profile("quick"), config.get_preset("fast")
+    >>> padding_multiple(quick, fast, static_shapes=False), padding_multiple(quick, fast)
+    (1, 32)
+    >>> padding_multiple(quick, config.get_preset("paper"), static_shapes=False)
+    32
+    >>> padding_multiple(quick.replace(exact_batches=True), config.get_preset("paper"))
+    1
+    """
+    exact = profile.exact_batches
+    if exact is None:
+        exact = preset.normalisation == "group" and not static_shapes
+    return 1 if exact else profile.pad_multiple
+
+
+def epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng,
+                  static_shapes: bool = True) -> list:
+    """``steps_per_epoch`` random areas (fresh tiling offsets as needed), padded to
+    :func:`padding_multiple` (``static_shapes``: the step is compiled with XLA/jit).
 
     The areas are grouped on a stand-in for ``ps`` with no pixels (zero channels) whose
     ``marker_indices`` are patch rows; the pixels of the kept areas are gathered
@@ -304,8 +337,8 @@ def epoch_batches(ps: PatchSet, mask, preset: Preset, profile: Profile, rng) -> 
     while len(out) < profile.steps_per_epoch:
         out += area_batches(rows, mask, profile.train_area or preset.area_size,
                             profile.max_patches_per_area, rng)
-    return [_gather_pixels(trim_padding(b, profile.pad_multiple), ps)
-            for b in out[: profile.steps_per_epoch]]
+    multiple = padding_multiple(profile, preset, static_shapes)
+    return [_gather_pixels(trim_padding(b, multiple), ps) for b in out[: profile.steps_per_epoch]]
 
 
 def _gather_pixels(batch: AreaBatch, ps: PatchSet) -> AreaBatch:

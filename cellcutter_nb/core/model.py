@@ -40,12 +40,13 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import zipfile
 from pathlib import Path
 
-from ..backend import keras  # quiet Keras import (TensorFlow logs); never at package import
+from ..backend import dtype_policy, keras  # quiet Keras import; never at package import
 from ..config import Preset, Profile
 from .patches import PatchSet
 from .step import CutterModel  # registers the class, so checkpoints deserialise
@@ -212,7 +213,8 @@ def seed_everything(seed: int) -> None:
 
 def build_model(ps: PatchSet, profile: Profile, seed: int, preset: Preset) -> keras.Model:
     """A seeded UNet sized by ``profile`` for the channels and patch size of ``ps``, with
-    the preset's normalisation and position prior.
+    the preset's normalisation and position prior, under the profile's ``precision``
+    (a Keras dtype policy; ``None``: the global one).
 
     Examples
     --------
@@ -223,9 +225,10 @@ def build_model(ps: PatchSet, profile: Profile, seed: int, preset: Preset) -> ke
     >>> build_model(ps, config.get_profile("smoke"), 0, config.get_preset("paper")).input_shape
     (None, 16, 16, 3)
     """
-    return build_unet(ps.patches.shape[-1], width=profile.unet_width, depth=profile.unet_depth,
-                      patch_size=ps.patch_size, seed=seed, norm=preset.normalisation,
-                      prior=preset.prior)
+    with (dtype_policy(profile.precision) if profile.precision else contextlib.nullcontext()):
+        return build_unet(ps.patches.shape[-1], width=profile.unet_width,
+                          depth=profile.unet_depth, patch_size=ps.patch_size, seed=seed,
+                          norm=preset.normalisation, prior=preset.prior)
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

@@ -24,9 +24,11 @@ from typing import Any
 
 from ..backend import backend_name, keras
 from ..config import LossWeights, Preset
+from .batches import AreaBatch, fill_padding, transform_batch
 from .loss import cutter_loss
 
-__all__ = ["CutterModel", "EAGER_MAX_STEPS", "TERMS", "compile_step", "default_jit"]
+__all__ = ["CutterModel", "EAGER_MAX_STEPS", "TERMS", "compile_step", "default_jit",
+           "train_step"]
 
 #: The loss terms tracked per step (and written to the training history).
 TERMS = ("area", "overlap", "mask", "boundary")
@@ -114,3 +116,31 @@ def compile_step(unet: keras.Model, preset: Preset, *, with_mask: bool, eager: b
                   jit_compile=False if eager else
                   (default_jit() if jit_compile is None else jit_compile))
     return model
+
+
+def train_step(model: CutterModel, batch: AreaBatch, transform: int) -> dict[str, Any]:
+    """One optimizer step on one area batch, as :func:`cellcutter_nb.core.train.train`
+    takes it: padding slots filled with real patches (:func:`fill_padding`), the whole
+    batch geometry transformed by dihedral ``transform`` (:func:`transform_batch`), then
+    ``train_on_batch``.
+
+    Returns
+    -------
+    dict
+        The step's logs: ``loss`` and the running means of :data:`TERMS`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellcutter_nb import config
+    >>> from cellcutter_nb.core.model import build_unet
+    >>> step = compile_step(build_unet(2, 4, 2, 16, seed=0), config.get_preset("paper"),
+    ...                     with_mask=True, eager=True)
+    >>> batch = AreaBatch(np.ones((2, 16, 16, 2), np.float32), np.array([1.0, 0.0]),
+    ...                   np.zeros((2, 2), np.int32), np.ones((32, 32), np.float32),
+    ...                   np.array([0, -1]), (0, 0))
+    >>> sorted(train_step(step, batch, transform=5))
+    ['area', 'boundary', 'loss', 'mask', 'overlap']
+    """
+    b = transform_batch(fill_padding(batch), transform)
+    return model.train_on_batch(b.patches, b.targets(), return_dict=True)

@@ -54,11 +54,11 @@ from ..data.checks import (
 )
 from ..data.field import Field, check_markers
 from ..progress import TrainingBar
-from .batches import epoch_batches, fill_padding, n_transforms, transform_batch
+from .batches import AreaBatch, epoch_batches, n_transforms
 from .evaluate import TrainResult, evaluate, recalibrate_batchnorm
 from .model import build_model, seed_everything
 from .patches import PatchSet, extract_patches
-from .step import EAGER_MAX_STEPS, TERMS, CutterModel, compile_step
+from .step import EAGER_MAX_STEPS, TERMS, CutterModel, compile_step, train_step
 from .supervised import warm_start
 
 __all__ = ["CHECKPOINT_NAME", "TrainOptions", "train"]
@@ -101,6 +101,9 @@ class TrainOptions:
         Also stop once this many patches have been seen (checked after each epoch).
     on_epoch : callable, optional
         Called with each epoch's history row (e.g. to print or plot live).
+    on_step : callable, optional
+        Called after every step with its :class:`~cellcutter_nb.core.batches.AreaBatch`
+        (e.g. to time steps: ``benchmarks/peer_speed.py``).
     should_stop : callable, optional
         Polled after every step; when it returns True the run ends there, as at the time
         cap, with ``stopped = "interrupted"`` (the command line's Ctrl-C / SIGTERM).
@@ -126,6 +129,7 @@ class TrainOptions:
     max_seconds: float | None = None
     max_patches: int | None = None
     on_epoch: Callable[[dict], None] | None = None
+    on_step: Callable[[AreaBatch], None] | None = None
     should_stop: Callable[[], bool] | None = None
     prior_patches: int = 0
 
@@ -290,11 +294,13 @@ def _epoch(run: _Run, epoch: int, on_step: Callable[[int], None]) -> dict:
         tracker.reset_state()
     rng = np.random.default_rng([run.seed, epoch])  # per epoch, so a resumed run matches
     n_t = n_transforms(run.preset)
-    for batch in epoch_batches(run.ps, run.mask, run.preset, run.profile, rng):
-        b = transform_batch(fill_padding(batch), int(rng.integers(n_t)))
-        logs = run.model.train_on_batch(b.patches, b.targets(), return_dict=True)
-        run.seen += b.n_valid
-        on_step(b.n_valid)
+    for batch in epoch_batches(run.ps, run.mask, run.preset, run.profile, rng,
+                               static_shapes=bool(run.model.jit_compile)):
+        logs = train_step(run.model, batch, int(rng.integers(n_t)))
+        run.seen += batch.n_valid
+        on_step(batch.n_valid)
+        if run.opts.on_step is not None:
+            run.opts.on_step(batch)
         if run.opts.should_stop is not None and run.opts.should_stop():
             break
     run.train_time += time.perf_counter() - ts

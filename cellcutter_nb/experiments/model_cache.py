@@ -60,6 +60,9 @@ START_CHOICES = ("scratch", "pretrained")
 #: synthetic-nucleus settings do not, so changing them keeps the cached runs.
 RUN_PROFILE_FIELDS = ("field_size", "max_epochs", "steps_per_epoch", "unet_width",
                       "unet_depth", "max_patches_per_area", "train_area", "pad_multiple")
+#: Profile fields that shape a run when set (not None); unset, they leave the key as it
+#: was before they existed.
+RUN_PROFILE_FIELDS_IF_SET = ("exact_batches", "precision")
 
 
 def default_cache_dir(profile: Profile) -> Path:
@@ -199,6 +202,8 @@ def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str
              "channels": list(channels), "mask": bool(with_mask)}
     if start is not None:
         extra["start"] = start
+    extra.update({k: v for k, v in profile.subset(RUN_PROFILE_FIELDS_IF_SET).items()
+                  if v is not None})
     if markers is not None:
         extra["markers"] = hashlib.sha256(
             np.ascontiguousarray(markers, np.float64).tobytes()).hexdigest()[:16]
