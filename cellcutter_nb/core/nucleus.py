@@ -201,7 +201,7 @@ def train_nucleus_model(images: Sequence[np.ndarray], targets: Sequence[np.ndarr
     crop = prof.nucleus_crop if crop is None else int(crop)
     batch = prof.nucleus_batch if batch is None else int(batch)
     xs = [_as_input(x, f"images[{i}]") for i, x in enumerate(images)]
-    ys = [np.asarray(y) > 0 for y in targets]
+    ys = [np.clip(np.asarray(y, np.float32), 0, 1) for y in targets]
     if not xs or len(xs) != len(ys):
         raise ValueError(f"Need as many targets as images (at least one), got {len(xs)} "
                          f"images and {len(ys)} targets.")
