@@ -41,10 +41,10 @@ from .presets import (  # the presets live beside; config is the one place to ge
     get_preset,
 )
 
-__all__ = ["AREA_SIZE", "NUCLEUS_LEARNING_RATE", "NUCLEUS_STOP_LOSS", "PAIRING_DISTANCE_UM",
-           "PAPER_FIELD_SIZE", "PATCH_SIZE", "PIXEL_SIZE_UM", "POSITION_SIGMA_PX", "PRECISIONS",
-           "PRESETS", "PROFILES", "LossWeights", "Preset", "Profile", "config_hash",
-           "get_preset", "get_profile"]
+__all__ = ["AREA_SIZE", "NUCLEUS_BLOB_SMOOTH_UM", "NUCLEUS_LEARNING_RATE", "NUCLEUS_MIRROR_UM",
+           "NUCLEUS_STOP_LOSS", "PAIRING_DISTANCE_UM", "PAPER_FIELD_SIZE", "PATCH_SIZE",
+           "PIXEL_SIZE_UM", "POSITION_SIGMA_PX", "PRECISIONS", "PRESETS", "PROFILES",
+           "LossWeights", "Preset", "Profile", "config_hash", "get_preset", "get_profile"]
 
 #: Pixel size of the paper's images: 1.4 mm imaged as 1750 px (µm per pixel).
 PIXEL_SIZE_UM: float = 0.8
@@ -58,6 +58,18 @@ NUCLEUS_STOP_LOSS: float = 0.15
 NUCLEUS_LEARNING_RATE: float = 0.005
 #: Values of :attr:`Profile.precision` (None: the global Keras dtype policy).
 PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
+#: Margin (µm) by which the synthetic-nucleus UNet's training fields are mirrored, so
+#: its crops see field borders as tiled inference shows them (mirrored). Not in the
+#: paper: without it the quick profile's bright-field UNet put 30 of its 113 false
+#: positives on the field border (tuning seed 5; 8 with a 25.6 µm = 32 px margin).
+NUCLEUS_MIRROR_UM: float = 25.6
+#: σ (µm) of the Gaussian smoothing of a synthetic nucleus image before blob detection,
+#: per detector. Not in the paper: a probability image has flat-topped blobs whose
+#: rims give the DoG detector extra peaks; σ = 3.2 µm (about half the radius of an
+#: 8-14 µm nucleus) cut the quick profile's FN + FP most among 1.6-4 µm (tuning seeds
+#: 5 and 6, benchmarks/RESULTS.md). DoH (the released code's detector) lost nuclei with
+#: it, so it stays unsmoothed.
+NUCLEUS_BLOB_SMOOTH_UM: dict[str, float] = {"dog": 3.2, "doh": 0.0}
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,16 @@ class Profile:
         ``2**unet_depth``).
     nucleus_batch : int
         Crops per training step of the synthetic-nucleus UNet.
+    nucleus_downsample : int
+        The synthetic-nucleus UNet works on images binned by this factor (block means;
+        its probabilities are interpolated back). 1 is the paper; 2 (quick) gave the
+        same training loss in 200 steps as 800 steps at full resolution, and its crops
+        see 4× the area, on 2 CPU cores (the paper: "the model can be of relatively
+        low resolution").
+    nucleus_tta : int
+        Dihedral transforms (flips/transposes, 1-8) whose predictions are averaged for
+        a synthetic nucleus image. 1 is the paper; 8 (quick) cut the FL markers'
+        FN + FP from 7.1 to 3.6 % (tuning seed 5) for ~2 s per model.
     preset : str
         The preset the profile's experiments and tutorials train with: ``fast`` where
         the budget is minutes (smoke, quick), ``paper`` at the paper's scale (full).
@@ -139,6 +161,8 @@ class Profile:
     nucleus_max_steps: int = 200
     nucleus_crop: int = 128
     nucleus_batch: int = 8
+    nucleus_downsample: int = 1
+    nucleus_tta: int = 1
     preset: str = "paper"
 
     def replace(self, **changes: Any) -> Profile:
@@ -174,6 +198,8 @@ PROFILES: dict[str, Profile] = {
         nucleus_max_steps=15,
         nucleus_crop=64,
         nucleus_batch=4,
+        nucleus_downsample=2,
+        nucleus_tta=2,
         preset="fast",
     ),
     "quick": Profile(
@@ -188,8 +214,10 @@ PROFILES: dict[str, Profile] = {
         train_area=240,  # ~25 patches per step on average, 88 at most (Profile.train_area)
         pad_multiple=32,  # 32 not 64: 4-7 s less per model (2 CPU cores)
         nucleus_max_steps=200,  # 30-40 s per nucleus UNet on 2 busy CPU cores
-        nucleus_crop=64,
+        nucleus_crop=64,  # at half resolution: 128² px of the field
         nucleus_batch=8,
+        nucleus_downsample=2,  # departs from the paper (full resolution), see Profile
+        nucleus_tta=8,  # departs from the paper (one prediction), see Profile
         preset="fast",
     ),
     "full": Profile(
@@ -211,9 +239,13 @@ def _validated(profile: Profile) -> Profile:
     """Check a profile for values the method cannot use."""
     for key in ("field_size", "n_replicates", "max_epochs", "steps_per_epoch",
                 "unet_width", "unet_depth", "max_patches_per_area", "pad_multiple",
-                "nucleus_max_steps", "nucleus_crop", "nucleus_batch"):
+                "nucleus_max_steps", "nucleus_crop", "nucleus_batch", "nucleus_downsample",
+                "nucleus_tta"):
         if getattr(profile, key) < 1:
             raise ValueError(f"Profile.{key} must be >= 1, got {getattr(profile, key)}.")
+    if profile.nucleus_tta > 8:
+        raise ValueError(f"Profile.nucleus_tta must be 1-8 (dihedral transforms), got "
+                         f"{profile.nucleus_tta}.")
     if profile.preset not in PRESETS:
         raise ValueError(f"Profile.preset={profile.preset!r}; choose one of {sorted(PRESETS)}.")
     if profile.precision not in PRECISIONS:

@@ -8,7 +8,8 @@ from scipy import ndimage as ndi
 
 from cellcutter_nb import config
 from cellcutter_nb.core import nucleus
-from cellcutter_nb.core.nucleus import nucleus_target, predict_tiled, train_nucleus_model
+from cellcutter_nb.core.nucleus import downsample, nucleus_target, train_nucleus_model
+from cellcutter_nb.core.nucleus_inference import predict_tiled
 from cellcutter_nb.experiments import predicted_markers
 from cellcutter_nb.experiments.predicted_markers import Fold, calibrate_threshold, cv_folds
 
@@ -36,6 +37,32 @@ def test_target_keeps_touching_nuclei_apart_and_isolated_ones_whole():
     assert ndi.label(target)[1] == 3
     assert target[lab == 3].all()  # an isolated nucleus keeps its outline
     assert not target[:, 9:11].any() and target[lab == 1].sum() == 60  # one column lost
+
+
+def test_binned_target_keeps_touching_nuclei_apart():
+    lab = np.zeros((40, 60), int)
+    lab[10:30, 6:20], lab[10:30, 20:34] = 1, 2  # touching along a vertical line
+    lab[10:30, 42:56] = 3
+    for offset in (0, 1):  # the gap on a block boundary and inside a block
+        shifted = np.roll(lab, offset, axis=1)
+        target = nucleus_target(shifted, factor=2)
+        assert target.shape == (20, 30) and target.dtype == bool
+        assert ndi.label(target)[1] == 3
+        # a binned nucleus covers its full-resolution area to within a block's rim
+        assert abs(4 * target.sum() - nucleus_target(shifted).sum()) < 0.1 * (lab > 0).sum()
+
+
+def test_downsample_means_blocks_and_fills_ragged_edges():
+    img = np.arange(20.0).reshape(4, 5)
+    out = downsample(img, 2)
+    assert out.shape == (2, 3)
+    assert out[0, 0] == img[:2, :2].mean() and out[1, 1] == img[2:, 2:4].mean()
+    assert out[0, 2] == img[:2, 4].mean()  # the last column repeated to fill its block
+    stack = np.stack([img, -img], axis=-1)  # channels are binned alike
+    np.testing.assert_array_equal(downsample(stack, 2)[..., 1], -out)
+    np.testing.assert_array_equal(downsample(img, 1), img)
+    with pytest.raises(ValueError, match="factor >= 1"):
+        downsample(img, 0)
 
 
 def test_target_rejects_non_label_images():
@@ -91,6 +118,34 @@ def test_stop_rule_loss_reached_and_impossible():
     assert (res.history["check_loss"].dropna() > 0).all()
 
 
+def test_mirrored_training_fields_allow_fields_smaller_than_the_crop():
+    img = _smooth_noise((24, 24))
+    with pytest.raises(ValueError, match="smaller than the 32-px crop"):
+        train_nucleus_model([img], [img > 1], SMOKE, max_steps=1, crop=32, batch=2)
+    res = train_nucleus_model([img], [img > 1], SMOKE, max_steps=1, crop=32, batch=2,
+                              mirror=4)
+    assert len(res.history) == 1 and np.isfinite(res.history["loss"]).all()
+    with pytest.raises(ValueError, match="mirror"):
+        train_nucleus_model([img], [img > 1], SMOKE, crop=16, mirror=-1)
+
+
+def test_reused_trainer_starts_afresh_and_never_changes_returned_models():
+    img = _smooth_noise((64, 64))
+    kw = dict(max_steps=3, crop=32, batch=2, check_every=1, stop_loss=0.0, seed=4)
+    first = train_nucleus_model([img], [img > 0.5], SMOKE, **kw)
+    kept = [w.copy() for w in first.model.get_weights()]
+    other = train_nucleus_model([img], [img < -0.5], SMOKE, **kw)  # same trainer
+    again = train_nucleus_model([img], [img > 0.5], SMOKE, **kw)
+    assert other.model is not first.model and again.model is not first.model
+    for w, k in zip(first.model.get_weights(), kept, strict=True):
+        np.testing.assert_array_equal(w, k)  # later trainings leave it alone
+    # weights, Adam's moments and step count were reset: the same run repeats
+    np.testing.assert_allclose(again.history["loss"], first.history["loss"], rtol=1e-4)
+    assert not np.allclose(other.history["loss"], first.history["loss"], rtol=1e-2)
+    for w, k in zip(again.model.get_weights(), kept, strict=True):
+        np.testing.assert_allclose(w, k, rtol=1e-3, atol=1e-5)
+
+
 def test_training_rejects_bad_inputs():
     img = _smooth_noise((64, 64))
     with pytest.raises(ValueError, match="as many targets"):
@@ -133,7 +188,8 @@ def test_nucleus_fold_trains_only_on_other_fields_and_caches(monkeypatch, tmp_pa
 
     prof = SMOKE.replace(field_size=160, n_replicates=3, nucleus_max_steps=2, nucleus_crop=32)
     pre = config.get_preset("paper")
-    inputs = [nucleus.normalised_input(replicate(prof, pre, i).field, "fl") for i in range(3)]
+    inputs = [nucleus.normalised_input(replicate(prof, pre, i).field, "fl",
+                                       prof.nucleus_downsample) for i in range(3)]
     seen = []
     real_train = nucleus.train_nucleus_model
 

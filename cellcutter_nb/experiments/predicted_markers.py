@@ -2,8 +2,9 @@
 
 The nucleus UNet (:mod:`cellcutter_nb.core.nucleus`) is trained by three-fold
 cross-validation over the replicates (train on two fields, predict the third:
-:func:`cv_folds`); the blob threshold for its probability images is fitted on the
-training fields only (:func:`calibrate_threshold`). For each modality (``fl``, ``bf``)
+:func:`cv_folds`); markers are the blobs of its probability images, smoothed first
+(:func:`synthetic_markers`), with the blob threshold fitted on the training fields only
+(:func:`calibrate_threshold`). For each modality (``fl``, ``bf``)
 and fold, the held-out field's synthetic nucleus image (models cached under
 ``<cache>/nucleus/<key>/``) gives blobs that are paired within 15 µm with the blobs of
 the experimental nucleus image (FN/FP rates), and the segmentation model is trained
@@ -35,34 +36,46 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
-from ..config import PIXEL_SIZE_UM, Preset, Profile, config_hash, get_preset, get_profile
+from ..config import (
+    NUCLEUS_BLOB_SMOOTH_UM,
+    NUCLEUS_MIRROR_UM,
+    PIXEL_SIZE_UM,
+    Preset,
+    Profile,
+    config_hash,
+    get_preset,
+    get_profile,
+)
 from ..core.nucleus import (
     FLAT_FIELD_SIGMA_UM,
     MODALITIES,
     normalised_input,
     nucleus_target,
-    predict_tiled,
-    tiling,
     train_nucleus_model,
 )
+from ..core.nucleus_inference import synthetic_nucleus_image
 from ..prep.markers import detect_blobs, match_markers
 from .model_cache import atomic_folder, default_cache_dir, fit, replicate
 
 __all__ = ["BLOB_THRESHOLDS", "Fold", "FoldResult", "SyntheticMarkerResult",
-           "calibrate_threshold", "cv_folds", "nucleus_fold", "synthetic_marker_experiment"]
+           "calibrate_threshold", "cv_folds", "nucleus_fold", "synthetic_marker_experiment",
+           "synthetic_markers"]
 
 #: Bump when a change to nucleus training makes cached models stale.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: The Profile fields that shape a nucleus UNet (its cache key); the segmentation
 #: training settings do not.
 NUCLEUS_PROFILE_FIELDS = ("field_size", "unet_width", "unet_depth", "nucleus_max_steps",
-                          "nucleus_crop", "nucleus_batch")
+                          "nucleus_crop", "nucleus_batch", "nucleus_downsample", "nucleus_tta")
 #: Candidate blob thresholds for synthetic nucleus images, fitted per fold on the
 #: training fields (:func:`calibrate_threshold`); see
-#: :func:`cellcutter_nb.prep.markers.detect_blobs`.
+#: :func:`cellcutter_nb.prep.markers.detect_blobs`. Smoothing (DoG) lowers the blobs'
+#: response, so the DoG candidates reach down to 0.03 (the fitted values were 0.03-0.1
+#: on the tuning seeds).
 BLOB_THRESHOLDS: dict[str, tuple[float, ...]] = {
-    "dog": (0.1, 0.15, 0.2, 0.25, 0.3), "doh": (0.005, 0.01, 0.02)}
+    "dog": (0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25), "doh": (0.005, 0.01, 0.02)}
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,28 @@ def cv_folds(n_fields: int) -> list[Fold]:
             for i in range(int(n_fields))]
 
 
+def synthetic_markers(image: np.ndarray, method: str = "dog", threshold: float | None = None,
+                      *, pixel_size: float = PIXEL_SIZE_UM) -> np.ndarray:
+    """Markers (N, 2) of a synthetic nucleus image: its blobs after Gaussian smoothing by
+    :data:`cellcutter_nb.config.NUCLEUS_BLOB_SMOOTH_UM` (per detector).
+
+    A probability image has flat-topped blobs; their rims give the DoG detector extra
+    peaks, which smoothing removes. ``threshold`` None: the detector's default.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> disk = (((yy - 30) ** 2 + (xx - 20) ** 2) < 64).astype(float)
+    >>> synthetic_markers(disk, "dog", 0.1).round().tolist()
+    [[30.0, 20.0]]
+    """
+    if method not in NUCLEUS_BLOB_SMOOTH_UM:
+        raise ValueError(f"method={method!r}; choose one of {list(NUCLEUS_BLOB_SMOOTH_UM)}.")
+    sigma = NUCLEUS_BLOB_SMOOTH_UM[method] / pixel_size
+    img = ndi.gaussian_filter(np.asarray(image, np.float64), sigma) if sigma else image
+    return detect_blobs(img, method, pixel_size=pixel_size, threshold=threshold)
+
+
 def calibrate_threshold(images: Sequence[np.ndarray], references: Sequence[np.ndarray],
                         method: str = "dog", *, pixel_size: float = PIXEL_SIZE_UM,
                         candidates: Sequence[float] | None = None) -> float:
@@ -109,10 +144,14 @@ def calibrate_threshold(images: Sequence[np.ndarray], references: Sequence[np.nd
 
     Examples
     --------
+    A nucleus and, beside it, a fainter blob the reference does not have: the fitted
+    threshold is the lowest one that drops the faint blob.
+
     >>> yy, xx = np.mgrid[:64, :64]
     >>> img = np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 50.0)
-    >>> calibrate_threshold([img], [np.array([[30.0, 20.0]])])
-    0.1
+    >>> faint = 0.3 * np.exp(-((yy - 30) ** 2 + (xx - 48) ** 2) / 50.0)
+    >>> calibrate_threshold([img + faint], [np.array([[30.0, 20.0]])])
+    0.15
     """
     if len(images) != len(references) or not len(images):
         raise ValueError("Give one reference marker array per image (at least one).")
@@ -122,7 +161,7 @@ def calibrate_threshold(images: Sequence[np.ndarray], references: Sequence[np.nd
     for t in candidates or BLOB_THRESHOLDS[method]:
         err = 0.0
         for img, ref in zip(images, references, strict=True):
-            r = match_markers(detect_blobs(img, method, pixel_size=pixel_size, threshold=t),
+            r = match_markers(synthetic_markers(img, method, t, pixel_size=pixel_size),
                               ref, pixel_size=pixel_size)
             err += np.nan_to_num(r.fn_rate, nan=1.0) + np.nan_to_num(r.fp_rate, nan=1.0)
         if err < best_err - 1e-12:
@@ -176,21 +215,24 @@ def nucleus_fold(profile: Profile, preset: Preset, modality: str, fold: Fold, se
     key = config_hash(profile.subset(NUCLEUS_PROFILE_FIELDS),
                       {"version": CACHE_VERSION, "modality": modality,
                        "train": list(fold.train), "test": fold.test, "seed": int(seed),
-                       "thresholds": BLOB_THRESHOLDS, "flat_field_um": FLAT_FIELD_SIGMA_UM})
+                       "thresholds": BLOB_THRESHOLDS, "flat_field_um": FLAT_FIELD_SIGMA_UM,
+                       "mirror_um": NUCLEUS_MIRROR_UM, "smooth_um": NUCLEUS_BLOB_SMOOTH_UM})
     folder = Path(cache_dir) / "nucleus" / key if cache_dir else None
     if folder is not None and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
         return np.load(folder / "probability.npy"), dict(
             meta, history=pd.read_csv(folder / "history.csv"))
     reps = {i: replicate(profile, preset, i, seed) for i in (*fold.train, fold.test)}
-    inputs = {i: normalised_input(r.field, modality) for i, r in reps.items()}
+    factor, px = profile.nucleus_downsample, reps[fold.test].field.pixel_size
+    inputs = {i: normalised_input(r.field, modality, factor) for i, r in reps.items()}
     assert fold.test not in fold.train  # the scored field never enters training
     res = train_nucleus_model([inputs[i] for i in fold.train],
-                              [nucleus_target(reps[i].nuclei) for i in fold.train], profile,
-                              seed=seed)
-    probs = {i: predict_tiled(res.model, x, **tiling(x.shape[:2], 2 ** profile.unet_depth))
+                              [nucleus_target(reps[i].nuclei, factor) for i in fold.train],
+                              profile, seed=seed,
+                              mirror=round(NUCLEUS_MIRROR_UM / (px * factor)))
+    probs = {i: synthetic_nucleus_image(res.model, x, reps[i].field.shape, factor=factor,
+                                        transforms=profile.nucleus_tta)
              for i, x in inputs.items()}
-    px = reps[fold.test].field.pixel_size
     refs = [detect_blobs(reps[i].field["nuc"], "dog", pixel_size=px) for i in fold.train]
     thresholds = {m: calibrate_threshold([probs[i] for i in fold.train], refs, m,
                                          pixel_size=px) for m in BLOB_THRESHOLDS}
@@ -272,7 +314,7 @@ def synthetic_marker_experiment(profile: str | Profile = "quick",
             for method in BLOB_THRESHOLDS:
                 for calibrated in (True, False):
                     t = meta["thresholds"][method] if calibrated else None
-                    pts = detect_blobs(prob, method, pixel_size=px, threshold=t)
+                    pts = synthetic_markers(prob, method, t, pixel_size=px)
                     found.setdefault(method, pts)
                     rates += [dict(base, method=method, threshold=t, calibrated=calibrated,
                                    reference=ref, **_rates(pts, ref_pts, px),
