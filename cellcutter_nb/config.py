@@ -114,7 +114,8 @@ class Profile:
     precision : str or None
         Keras dtype policy of the networks :func:`~cellcutter_nb.core.train.train`
         builds: ``"mixed_bfloat16"`` runs the UNet in bfloat16 (Eq. 1 stays float32),
-        1.4-1.7× faster on a CPU with AVX-512 BF16; ``None`` (default): the global
+        1.5-1.7× faster on a CPU with AVX-512 BF16 (``benchmarks/RESULTS.md``, issue
+        16), and changes the numbers; ``None`` (default): the global
         policy (float32 unless :func:`cellcutter_nb.backend.dtype_policy` says otherwise).
     train_area : int or None
         Side of the training areas (one area per step); ``None`` uses the preset's

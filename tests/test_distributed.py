@@ -169,3 +169,13 @@ def test_grid_command_uses_the_notebooks_learning_rate():
         nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
         params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
         assert f"learning_rate = {cli_grid.NOTEBOOK_LEARNING_RATE}" in "".join(params["source"])
+
+
+def test_jax_workers_share_a_gpu_by_allocating_on_demand(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    assert distributed.worker_environ()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")  # the caller's choice stays
+    assert distributed.worker_environ()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in distributed.worker_environ()

@@ -105,7 +105,12 @@ def worker_environ() -> dict[str, str]:
 
     TensorFlow on one thread (``CELLCUTTER_NB_DETERMINISTIC=1``, module docstring), the
     caller's ``KERAS_BACKEND`` where set, and no training bars
-    (``CELLCUTTER_NB_QUIET=1``): the caller shows one bar over the models.
+    (``CELLCUTTER_NB_QUIET=1``): the caller shows one bar over the models. Under JAX,
+    workers allocate accelerator memory as they need it
+    (``XLA_PYTHON_CLIENT_PREALLOCATE=false``, unless the caller set it): by default the
+    first JAX process on a GPU takes 75 % of its memory, so a second worker on the same
+    device could not start; on demand, several workers train models side by side on one
+    GPU (``grid --workers N``).
 
     Examples
     --------
@@ -115,6 +120,9 @@ def worker_environ() -> dict[str, str]:
     env = {"CELLCUTTER_NB_DETERMINISTIC": "1", "CELLCUTTER_NB_QUIET": "1"}
     if "KERAS_BACKEND" in os.environ:
         env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
+    if env.get("KERAS_BACKEND") == "jax":
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = os.environ.get(
+            "XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return env
 
 
