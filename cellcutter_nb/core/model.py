@@ -3,7 +3,8 @@ seeded and sized by a profile (:func:`build_model`), and loaded back safely
 (:func:`load_model`).
 
 Per level: two 3×3 convolutions with ReLU (``he_normal`` initialisation, 'same'
-padding) followed by BatchNormalization. The encoder has ``depth`` 2×2 max-poolings;
+padding) followed by BatchNormalization (:class:`~cellcutter_nb.core.batchnorm.BatchNorm`:
+Keras' layer, with a cheaper training pass in bfloat16). The encoder has ``depth`` 2×2 max-poolings;
 filters are ``width · min(2**level, 8)`` — 32-64-128-256-256 at width 32, depth 4.
 The decoder mirrors the encoder: nearest-neighbour 2× upsampling, concatenation with
 the skip connection of the same level, two convolutions + BN with that level's
@@ -48,6 +49,7 @@ from pathlib import Path
 
 from ..backend import dtype_policy, keras  # quiet Keras import; never at package import
 from ..config import Preset, Profile
+from .batchnorm import BatchNorm  # Keras' BatchNormalization, cheaper in bfloat16
 from .patches import PatchSet
 from .step import CutterModel  # registers the class, so checkpoints deserialise
 
@@ -93,7 +95,7 @@ def _block(x: keras.KerasTensor, filters: int, name: str, seed: int | None,
                           name=f"{name}_conv_{tag}")(x)
     if norm == "group":
         return layers.GroupNormalization(math.gcd(filters, NORM_GROUPS), name=f"{name}_gn")(x)
-    return layers.BatchNormalization(name=f"{name}_bn")(x)
+    return BatchNorm(name=f"{name}_bn")(x)
 
 
 @keras.saving.register_keras_serializable(package="cellcutter_nb")
