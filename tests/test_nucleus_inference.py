@@ -7,15 +7,16 @@ import pytest
 from scipy import ndimage as ndi
 
 from cellcutter_nb import config
+from cellcutter_nb.core.batches import dihedral as dihedral_stack
 from cellcutter_nb.core.nucleus import downsample
-from cellcutter_nb.core.nucleus_inference import (
-    dihedral,
-    predict_tiled,
-    synthetic_nucleus_image,
-    upsample,
-)
+from cellcutter_nb.core.nucleus_inference import predict_tiled, synthetic_nucleus_image, upsample
 from cellcutter_nb.experiments.predicted_markers import synthetic_markers
 from cellcutter_nb.prep.markers import detect_blobs
+
+
+def dihedral(image, k, *, inverse=False):
+    """The shared stack transform on one image."""
+    return dihedral_stack(image[None], k, inverse=inverse)[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_dihedral_inverse_undoes_every_transform(k):
 def test_dihedral_gives_eight_distinct_transforms():
     x = np.arange(9).reshape(3, 3)
     assert len({dihedral(x, k).tobytes() for k in range(8)}) == 8
-    with pytest.raises(ValueError, match="0-7"):
+    with pytest.raises(ValueError, match="0..7"):
         dihedral(x, 8)
 
 

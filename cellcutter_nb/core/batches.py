@@ -228,23 +228,28 @@ def n_transforms(preset: Preset) -> int:
     return 8 if preset.augment == "dihedral" else 4
 
 
-def dihedral(stack: np.ndarray, t: int) -> np.ndarray:
-    """Dihedral transform ``t`` of a stack of square images (N, k, k, ...): bit 0 flips
-    the rows, bit 1 the columns, bit 2 transposes (a view, not a copy).
+def dihedral(stack: np.ndarray, t: int, *, inverse: bool = False) -> np.ndarray:
+    """Dihedral transform ``t`` of a stack of images (N, H, W, ...): bit 0 flips the rows,
+    bit 1 the columns, bit 2 transposes (a view, not a copy); ``inverse``: the transform
+    that undoes ``t`` (for bit 2: transpose first, then flip).
 
     Examples
     --------
     >>> x = np.arange(4).reshape(1, 2, 2)
     >>> dihedral(x, 1)[0].tolist(), dihedral(x, 4)[0].tolist()
     ([[2, 3], [0, 1]], [[0, 2], [1, 3]])
+    >>> np.array_equal(dihedral(dihedral(x, 5), 5, inverse=True), x)
+    True
     """
     if not 0 <= t < 8:
         raise ValueError(f"transform index must be in 0..7, got {t}.")
+    if inverse and t & 4:
+        stack = stack.swapaxes(1, 2)
     if t & 1:
         stack = stack[:, ::-1]
     if t & 2:
         stack = stack[:, :, ::-1]
-    if t & 4:
+    if not inverse and t & 4:
         stack = stack.swapaxes(1, 2)
     return stack
 

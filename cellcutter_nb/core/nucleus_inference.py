@@ -2,9 +2,9 @@
 
 * :func:`predict_tiled` — probabilities from overlapping tiles, keeping only each tile's
   centre (no seams); :func:`tiling` chooses the tiles.
-* :func:`dihedral` — the 8 flips/transposes of an image and their inverses.
-* :func:`synthetic_nucleus_image` — the average of the predictions over some dihedral
-  transforms of the (binned) input, interpolated back to the field's pixels
+* :func:`synthetic_nucleus_image` — the average of the predictions over some of the 8
+  flips/transposes of the (binned) input
+  (:func:`cellcutter_nb.core.batches.dihedral`), interpolated back to the field's pixels
   (:func:`upsample`).
 
 Training is :mod:`cellcutter_nb.core.nucleus`.
@@ -12,10 +12,10 @@ Training is :mod:`cellcutter_nb.core.nucleus`.
 Examples
 --------
 >>> import numpy as np
->>> from cellcutter_nb.core.nucleus_inference import dihedral
->>> x = np.arange(6).reshape(2, 3)
->>> all(np.array_equal(dihedral(dihedral(x, k), k, inverse=True), x) for k in range(8))
-True
+>>> from cellcutter_nb.core.model import build_unet
+>>> m = build_unet(1, width=2, depth=2, patch_size=None, seed=0)
+>>> synthetic_nucleus_image(m, np.zeros((32, 32), "float32"), (32, 32), transforms=8).shape
+(32, 32)
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from scipy import ndimage as ndi
 
 from ..backend import keras
 from ..data.field import check_image
+from .batches import dihedral
 from .integrate import sigmoid
 
-__all__ = ["as_input", "dihedral", "predict_tiled", "synthetic_nucleus_image", "tiling", "upsample"]
+__all__ = ["as_input", "predict_tiled", "synthetic_nucleus_image", "tiling", "upsample"]
 
 
 def _unet_multiple(model: Any) -> int:
@@ -53,28 +54,6 @@ def as_input(image: np.ndarray, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name} must be a finite (H, W) or (H, W, C) array, got "
                          f"shape {arr.shape}.")
     return arr
-
-
-def dihedral(image: np.ndarray, k: int, *, inverse: bool = False) -> np.ndarray:
-    """Transform ``k`` (0-7) of the dihedral group on the first two axes, or its inverse.
-
-    Bit 0 flips the rows, bit 1 the columns, bit 2 transposes (applied in that order,
-    as :func:`cellcutter_nb.core.nucleus.random_crops` augments).
-
-    Examples
-    --------
-    >>> dihedral(np.array([[1, 2], [3, 4]]), 5).tolist()
-    [[3, 1], [4, 2]]
-    """
-    if not 0 <= int(k) < 8:
-        raise ValueError(f"k must be 0-7, got {k}.")
-    axes = (1, 0, *range(2, np.ndim(image)))
-    x = np.transpose(image, axes) if inverse and k & 4 else image
-    if k & 2:
-        x = x[:, ::-1]
-    if k & 1:
-        x = x[::-1]
-    return np.transpose(x, axes) if not inverse and k & 4 else x
 
 
 def predict_tiled(model: Any, image: np.ndarray, *, tile: int = 256, overlap: int = 32,
@@ -182,9 +161,10 @@ def synthetic_nucleus_image(model: Any, image: np.ndarray, shape: Sequence[int],
     """A synthetic nucleus image: predictions averaged over dihedral transforms.
 
     ``image`` is the network input (binned by ``factor``); the probabilities of the
-    first ``transforms`` of the 8 flips/transposes (:func:`dihedral`; 1: the image as
-    it is) are transformed back, averaged and interpolated to ``shape``, the field's
-    pixels (:func:`upsample`).
+    first ``transforms`` of the 8 flips/transposes
+    (:func:`~cellcutter_nb.core.batches.dihedral`; 1: the image as it is) are
+    transformed back, averaged and interpolated to ``shape``, the field's pixels
+    (:func:`upsample`).
 
     Examples
     --------
@@ -200,6 +180,6 @@ def synthetic_nucleus_image(model: Any, image: np.ndarray, shape: Sequence[int],
     tiles = tiling(x.shape[:2], _unet_multiple(model))
     mean = np.zeros(x.shape[:2], np.float32)
     for k in range(int(transforms)):
-        prob = predict_tiled(model, np.ascontiguousarray(dihedral(x, k)), **tiles)
-        mean += dihedral(prob, k, inverse=True) / int(transforms)
+        prob = predict_tiled(model, np.ascontiguousarray(dihedral(x[None], k)[0]), **tiles)
+        mean += dihedral(prob[None], k, inverse=True)[0] / int(transforms)
     return upsample(mean, factor, shape)
