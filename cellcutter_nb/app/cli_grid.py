@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..channels import COMBINATIONS
 from ..experiments import paper
 from ..experiments.distributed import connect
-from ..experiments.model_cache import default_cache_dir, run_key
+from ..experiments.model_cache import default_cache_dir, is_cached, run_key
 from ..experiments.notebook import setup
 from .interrupt import exit_status
 
@@ -83,9 +82,8 @@ def run_grid(args: argparse.Namespace) -> int:
     prof, preset, _ = setup(args.profile, args.seed, learning_rate=NOTEBOOK_LEARNING_RATE,
                             quiet=True)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(prof)
-    keys = [run_key(prof, preset, i, c, m, args.seed) for i in range(prof.n_replicates)
-            for m in (True, False) for c in COMBINATIONS]
-    cached = sum((cache / "runs" / k / "meta.json").exists() for k in keys)
+    keys = [run_key(prof, preset, i, c, m, args.seed) for i, c, m in paper.grid_jobs(prof)]
+    cached = sum(is_cached(cache, k) for k in keys)
     print(f"grid: {len(keys)} models of profile {prof.name} (preset {preset.name}, seed "
           f"{args.seed}), {cached} already in {cache}", flush=True)
     t0 = time.perf_counter()

@@ -210,6 +210,29 @@ def run_key(profile: Profile, preset: Preset, index: int, channels: Sequence[str
     return config_hash(profile.subset(RUN_PROFILE_FIELDS), preset, extra)
 
 
+def run_folder(cache_dir: str | Path, key: str) -> Path:
+    """The folder of run ``key`` (:func:`run_key`) in the cache at ``cache_dir``.
+
+    Examples
+    --------
+    >>> run_folder("cache", "abc").as_posix()
+    'cache/runs/abc'
+    """
+    return Path(cache_dir) / "runs" / key
+
+
+def is_cached(cache_dir: str | Path, key: str) -> bool:
+    """Does the cache at ``cache_dir`` hold run ``key`` (entries appear whole:
+    :func:`atomic_folder`)?
+
+    Examples
+    --------
+    >>> is_cached("/nonexistent", "abc")
+    False
+    """
+    return (run_folder(cache_dir, key) / "meta.json").exists()
+
+
 def _starting_card(start: str, channels: tuple[str, ...], preset: Preset,
                    field: int) -> tuple[object, str | None]:
     """A run's starting point: ``(None, None)`` from scratch; for ``"pretrained"`` the
@@ -270,8 +293,8 @@ def fit(profile: Profile, preset: Preset, index: int,
     key = run_key(profile, preset, index, channels, with_mask, seed, markers, start_tag)
     own = rep.markers if markers is None else np.asarray(markers, np.float64)
     root = default_cache_dir(profile) if cache_dir is True else cache_dir or None
-    folder = Path(root) / "runs" / key if root else None
-    if folder is not None and (folder / "meta.json").exists() and not refresh:
+    folder = run_folder(root, key) if root else None
+    if folder is not None and is_cached(root, key) and not refresh:
         try:
             return _load(folder, own, rep.field.shape)
         except _Unreadable as err:

@@ -91,12 +91,29 @@ def grid(profile: str | Profile = "quick", preset: str | Preset = "paper", seed:
                  replicates, cache_dir, progress, client)
 
 
+def grid_jobs(profile: Profile, combinations: Iterable[Sequence[str]] = COMBINATIONS,
+              masks: Sequence[bool] = (True, False),
+              replicates: Sequence[int] | None = None) -> list[tuple[int, tuple[str, ...], bool]]:
+    """The runs of the Table 1 grid, ``(replicate, channels, with_mask)``, in the order
+    :func:`grid` trains them (replicates default to the profile's).
+
+    Examples
+    --------
+    >>> from cellcutter_nb import config
+    >>> jobs = grid_jobs(config.get_profile("smoke"))
+    >>> len(jobs), jobs[0]
+    (24, (0, ('fl',), True))
+    """
+    reps = range(profile.n_replicates) if replicates is None else replicates
+    combos = check_combinations(combinations)
+    return [(int(i), c, bool(m)) for i in reps for m in masks for c in combos]
+
+
 def _grid(prof: Profile, pre: Preset, seed: int, combos: list[tuple[str, ...]],
           masks: Sequence[bool], replicates: Sequence[int] | None,
           cache_dir: str | Path | None | bool, progress: bool | None,
           client: Scheduler | None = None) -> list[Run]:
-    reps = range(prof.n_replicates) if replicates is None else replicates
-    jobs = [(i, c, m) for i in reps for m in masks for c in combos]
+    jobs = grid_jobs(prof, combos, masks, replicates)
     if client is not None:
         return fit_jobs(prof, pre, jobs, seed=seed, cache_dir=cache_dir, client=client,
                         progress=progress)
