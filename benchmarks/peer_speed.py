@@ -192,16 +192,18 @@ class StepClock:
                 "cpu_s_per_step": round((time.process_time() - self.c0) / len(dt), 4)}
 
 
-def window_batch(ps, mask: np.ndarray, corner: np.ndarray, area: int, pad_multiple: int):
+def window_batch(ps, mask: np.ndarray, corner: np.ndarray, area: int, pad_multiple: int,
+                 limit: int | None = None):
     """The released code's area as one of our batches: the patches whose top-left corner
-    lies in ``[corner, corner + area)`` (both axes), the mask canvas
-    ``[corner, corner + area + k)``, padded to ``pad_multiple`` as ``train()`` pads
-    (``trim_padding``; see :func:`~cellcutter_nb.core.batches.padding_multiple`)."""
+    lies in ``[corner, corner + area)`` (both axes; the first ``limit`` of them when
+    given), the mask canvas ``[corner, corner + area + k)``, padded to ``pad_multiple``
+    as ``train()`` pads (``trim_padding``; see
+    :func:`~cellcutter_nb.core.batches.padding_multiple`)."""
     from cellcutter_nb.core.batches import AreaBatch, trim_padding
 
     k = ps.patch_size
     inside = ((ps.origins >= corner) & (ps.origins < corner + area)).all(axis=1)
-    idx = np.flatnonzero(inside)
+    idx = np.flatnonzero(inside)[:limit]
     n, pad = len(idx), len(ps) - len(idx)
     canvas = mask[corner[0]:corner[0] + area + k, corner[1]:corner[1] + area + k]
     full = AreaBatch(

@@ -37,21 +37,18 @@ VARIANTS = ("keras", "function", "eager", "xla", "no_norm", "unet", "loss")
 
 
 def window(n: int):
-    """The first ``n`` patches of a 640² window of the 1024² field, as an AreaBatch."""
+    """The first ``n`` patches of a 640² window of the 1024² field, as an AreaBatch
+    (``peer_speed.window_batch``, unpadded)."""
+    from peer_speed import window_batch
+
     from cellcutter_nb import config
-    from cellcutter_nb.core.batches import AreaBatch
     from cellcutter_nb.core.patches import extract_patches
     from cellcutter_nb.data import synth
 
     field = synth.make_field(seed=0, shape=1024)
     ps = extract_patches(field, ("fl", "nuc"), config.get_preset("original_code"))
-    corner = np.array([200, 150])
-    idx = np.flatnonzero(((ps.origins >= corner) & (ps.origins < corner + 640)).all(1))[:n]
-    mask = field.mask[corner[0]:corner[0] + 704, corner[1]:corner[1] + 704]
-    return ps, AreaBatch(ps.patches[idx], np.ones(len(idx), np.float32),
-                         (ps.centres[idx] - corner - 32).astype(np.int32),
-                         mask.astype(np.float32), ps.marker_indices[idx],
-                         (int(corner[0]), int(corner[1])))
+    return ps, window_batch(ps, field.mask.astype(np.float32), np.array([200, 150]), 640,
+                            pad_multiple=1, limit=n)
 
 
 def unet_without_norm(width: int, seed: int):
